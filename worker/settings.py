@@ -1,0 +1,90 @@
+"""One typed settings object: every knob of CONTRACT.md, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SANDBOX_BASE_URL = "https://api-sandbox.flexfactor.io/v1"
+
+
+class Settings(BaseSettings):
+    """All configuration. Secrets are ``SecretStr`` so they never print in a repr or a log."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///./flexmit.db", alias="FLEXMIT_DATABASE_URL")
+    # redis://... in production; file:///dir selects the embedded single-host mode (demo):
+    # the shared rate limiter, token cache and suppression keys then live in lock-guarded files.
+    redis_url: str = Field("redis://localhost:6379/0", alias="FLEXMIT_REDIS_URL")
+    broker_url_override: str | None = Field(None, alias="FLEXMIT_BROKER_URL")
+
+    flexfactor_base_url: str = Field(SANDBOX_BASE_URL, alias="FLEXFACTOR_BASE_URL")
+    flexfactor_app_key: SecretStr | None = Field(None, alias="FLEXFACTOR_APP_KEY")
+    flexfactor_app_secret: SecretStr | None = Field(None, alias="FLEXFACTOR_APP_SECRET")
+    flexfactor_mid: str | None = Field(None, alias="FLEXFACTOR_MID")
+    flexfactor_site_id: str | None = Field(None, alias="FLEXFACTOR_SITE_ID")
+    flexfactor_tokenization_key: SecretStr | None = Field(None, alias="FLEXFACTOR_TOKENIZATION_KEY")
+    flexfactor_webhook_key: SecretStr | None = Field(None, alias="FLEXFACTOR_WEBHOOK_KEY")
+    flexfactor_mode: Literal["managed", "sync"] = Field("managed", alias="FLEXFACTOR_MODE")
+    flexfactor_rate_limit: float = Field(10.0, gt=0, alias="FLEXFACTOR_RATE_LIMIT")
+    flexfactor_timeout_s: float = Field(10.0, gt=0, alias="FLEXFACTOR_TIMEOUT_S")
+
+    expiry_days: int = Field(21, ge=14, alias="FLEXMIT_EXPIRY_DAYS")
+    merchant_tz: str = Field("UTC", alias="FLEXMIT_MERCHANT_TZ")
+    intake_token: SecretStr | None = Field(None, alias="FLEXMIT_INTAKE_TOKEN")
+    billing_callback_url: str | None = Field(None, alias="FLEXMIT_BILLING_CALLBACK_URL")
+    billing_callback_secret: SecretStr | None = Field(None, alias="FLEXMIT_BILLING_CALLBACK_SECRET")
+    webhook_tolerance_s: int = Field(300, gt=0, alias="FLEXMIT_WEBHOOK_TOLERANCE_S")
+    # Fraction of FLEXFACTOR_RATE_LIMIT actually used: the gap absorbs scheduling and network
+    # jitter so arrivals at FlexFactor never bunch above the limit in any one second.
+    rate_headroom: float = Field(0.97, gt=0, le=1, alias="FLEXMIT_RATE_HEADROOM")
+    rate_max_wait_s: float = Field(30.0, gt=0, alias="FLEXMIT_RATE_MAX_WAIT_S")
+    claim_lease_s: int = Field(120, gt=0, alias="FLEXMIT_CLAIM_LEASE_S")
+    redispatch_after_s: int = Field(60, gt=0, alias="FLEXMIT_REDISPATCH_AFTER_S")
+    sweep_interval_s: float = Field(15.0, gt=0, alias="FLEXMIT_SWEEP_INTERVAL_S")
+    log_format: Literal["auto", "json", "console"] = Field("auto", alias="FLEXMIT_LOG_FORMAT")
+    log_level: str = Field("INFO", alias="FLEXMIT_LOG_LEVEL")
+
+    @field_validator("merchant_tz")
+    @classmethod
+    def _known_tz(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone name: fail at start, not at midnight
+        return value
+
+    @field_validator("flexfactor_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        for name in ("flexfactor_app_secret", "intake_token", "billing_callback_secret"):
+            secret = getattr(self, name, None)
+            if secret is not None and secret.get_secret_value().lower() in {"changeme", "change-me"}:
+                raise ValueError(f"{name} is still a placeholder; set a real value")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: FLEXMIT_BROKER_URL, else the Redis URL."""
+        return self.broker_url_override or self.redis_url
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.merchant_tz)
+
+    @property
+    def embedded(self) -> bool:
+        """True in the single-host embedded mode (no Redis server; file-backed shared state)."""
+        return self.redis_url.startswith("file://")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests build ``Settings(...)`` directly instead."""
+    return Settings()
