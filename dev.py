@@ -2,7 +2,7 @@
 """One-command set-up for a fresh machine with only Python 3.11.
 
     python3 dev.py demo     # build .venv if needed, then run `flexmit demo`
-    python3 dev.py test     # build .venv if needed, then run the test suite (extra args go to pytest)
+    python3 dev.py test     # build .venv if needed, then run the tests (extra args: pytest)
     python3 dev.py lint     # ruff + mypy
     python3 dev.py flexmit ARGS...   # any flexmit command inside the venv
 

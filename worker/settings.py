@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SANDBOX_BASE_URL = "https://api-sandbox.flexfactor.io/v1"
+PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx"}
 
 
 class Settings(BaseSettings):
@@ -28,7 +30,9 @@ class Settings(BaseSettings):
     flexfactor_app_secret: SecretStr | None = Field(None, alias="FLEXFACTOR_APP_SECRET")
     flexfactor_mid: str | None = Field(None, alias="FLEXFACTOR_MID")
     flexfactor_site_id: str | None = Field(None, alias="FLEXFACTOR_SITE_ID")
-    flexfactor_tokenization_key: SecretStr | None = Field(None, alias="FLEXFACTOR_TOKENIZATION_KEY")
+    flexfactor_tokenization_key: SecretStr | None = Field(
+        None, alias="FLEXFACTOR_TOKENIZATION_KEY"
+    )
     flexfactor_webhook_key: SecretStr | None = Field(None, alias="FLEXFACTOR_WEBHOOK_KEY")
     flexfactor_mode: Literal["managed", "sync"] = Field("managed", alias="FLEXFACTOR_MODE")
     flexfactor_rate_limit: float = Field(10.0, gt=0, alias="FLEXFACTOR_RATE_LIMIT")
@@ -47,6 +51,13 @@ class Settings(BaseSettings):
     claim_lease_s: int = Field(120, gt=0, alias="FLEXMIT_CLAIM_LEASE_S")
     redispatch_after_s: int = Field(60, gt=0, alias="FLEXMIT_REDISPATCH_AFTER_S")
     sweep_interval_s: float = Field(15.0, gt=0, alias="FLEXMIT_SWEEP_INTERVAL_S")
+    # Re-check ladders, seconds after the previous try (the last step repeats). JSON lists.
+    unknown_ladder_s: list[int] = Field(
+        [10, 30, 120, 300, 900, 3600], alias="FLEXMIT_UNKNOWN_LADDER_S"
+    )
+    unsent_ladder_s: list[int] = Field([5, 15, 30, 60, 120], alias="FLEXMIT_UNSENT_LADDER_S")
+    sync_ladder_s: list[int] = Field([3600, 14400, 43200, 86400], alias="FLEXMIT_SYNC_LADDER_S")
+    pending_ladder_s: list[int] = Field([3600, 86400], alias="FLEXMIT_PENDING_LADDER_S")
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="FLEXMIT_LOG_FORMAT")
     log_level: str = Field("INFO", alias="FLEXMIT_LOG_LEVEL")
 
@@ -65,9 +76,21 @@ class Settings(BaseSettings):
     def _no_placeholder_secrets(self) -> Settings:
         for name in ("flexfactor_app_secret", "intake_token", "billing_callback_secret"):
             secret = getattr(self, name, None)
-            if secret is not None and secret.get_secret_value().lower() in {"changeme", "change-me"}:
+            if secret is not None and secret.get_secret_value().lower() in PLACEHOLDERS:
                 raise ValueError(f"{name} is still a placeholder; set a real value")
         return self
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes (workers, beat)."""
+        env: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or info.alias is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[info.alias] = json.dumps(value) if isinstance(value, list) else str(value)
+        return env
 
     @property
     def broker_url(self) -> str:

@@ -1,0 +1,122 @@
+"""``flexmit``: the command line (CONTRACT.md "CLI")."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from worker.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """flexmit: hand same-day subscription declines to FlexFactor and follow them to the end."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the latest version."""
+    from worker.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from worker.api import create_app
+    from worker.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def submit(file: Path) -> None:
+    """Submit a daily batch FILE (CSV or JSON Lines)."""
+    from worker.runtime import get_runtime
+    from worker.submit import print_report, submit_file
+
+    console = Console(stderr=True)
+    report = submit_file(get_runtime(), file, console=console)
+    print_report(report, console)
+    if report.rejected:
+        console.print(f"rejected rows written to {file.name}.rejects.jsonl beside the input")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8099, show_default=True, type=int)
+@click.option("--webhook-url", default=None, help="where the sandbox POSTs signed webhooks")
+@click.option("--mode", type=click.Choice(["managed", "sync"]), default=None)
+@click.option("--rate-limit", type=float, default=None, help="requests per second (0 = off)")
+@click.option("--resolve-after", type=float, default=None, help="seconds until async outcomes")
+def sandbox(host: str, port: int, webhook_url: str | None, mode: str | None,
+            rate_limit: float | None, resolve_after: float | None) -> None:
+    """Run the FlexFactor simulator (its API lives under /v1)."""
+    from worker.sandbox.config import SandboxConfig
+    from worker.sandbox.server import run_sandbox
+
+    overrides = {"webhook_url": webhook_url, "mode": mode, "rate_limit": rate_limit,
+                 "resolve_after_s": resolve_after}
+    settings = get_settings()
+    creds = {"app_key": settings.flexfactor_app_key, "app_secret": settings.flexfactor_app_secret,
+             "mid": settings.flexfactor_mid, "webhook_key_b64": settings.flexfactor_webhook_key}
+    for name, secret in creds.items():
+        if secret is not None:
+            overrides[name] = secret if isinstance(secret, str) else secret.get_secret_value()
+    config = SandboxConfig(**{k: v for k, v in overrides.items() if v is not None})
+    run_sandbox(config, host=host, port=port)
+
+
+@main.command()
+def status() -> None:
+    """Orders by state, the oldest pending, what is due."""
+    from worker.opsview import print_status
+    from worker.runtime import get_runtime
+
+    print_status(get_runtime(), Console())
+
+
+@main.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="the merchant day (default: today in FLEXMIT_MERCHANT_TZ)")
+def report(day: object) -> None:
+    """The day's funnel: received, rejected, sent, approved, expired, amount rescued."""
+    from worker.opsview import print_report
+    from worker.runtime import get_runtime
+
+    the_day = day.date() if isinstance(day, datetime) else None
+    print_report(get_runtime(), Console(), the_day)
+
+
+@main.command()
+@click.option("--count", default=1000, show_default=True, help="declines in the sample batch")
+@click.option("--bad-fraction", default=0.05, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="worker processes")
+@click.option("--keep", is_flag=True, help="keep the demo directory (database, logs)")
+def demo(count: int, bad_fraction: float, workers: int, keep: bool) -> None:
+    """The whole pipeline on this machine: sandbox, API, workers, beat, a daily batch."""
+    from worker.demo import run_demo
+
+    sys.exit(run_demo(count=count, bad_fraction=bad_fraction, workers=workers, keep=keep))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Tables: orders, outbound attempts, the audit trail, rejected intake items, suppressions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON()
+UtcDateTime = DateTime(timezone=True)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Order(Base):
+    """One merchant charge handed to FlexFactor; ``order_id`` is the merchant's id."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(24))
+    mode: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    declined_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expiry_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The validated decline (vault token, never a card number): what /evaluate is built from.
+    decline: Mapped[dict[str, Any]] = mapped_column(Json)
+    order_session_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    ff_status: Mapped[str | None] = mapped_column(String(32))
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When a sweep should next look at this order (re-send, re-check); NULL = nothing due.
+    next_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    check_count: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dispatch_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claim_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # A FlexFactor call still owed for this order (e.g. "cancel" after paid-elsewhere); the
+    # sweep sends it when ``next_check_at`` is due and nobody holds the claim.
+    pending_action: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_orders_state_next_check_at", "state", "next_check_at"),
+        Index("ix_orders_updated_at", "updated_at"),
+    )
+
+
+class Attempt(Base):
+    """One outbound FlexFactor request made for an order."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    route: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    latency_ms: Mapped[float | None] = mapped_column()
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(32))
+    ff_status: Mapped[str | None] = mapped_column(String(32))
+    trace_id: Mapped[str | None] = mapped_column(String(128))
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    field_errors: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class OrderEvent(Base):
+    """The audit trail: every state change (and notable non-change) with its cause."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str | None] = mapped_column(String(24))
+    cause: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class RejectedDecline(Base):
+    """A decline refused at intake: kept with its per-field errors, card numbers redacted."""
+
+    __tablename__ = "rejected_declines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    source_ref: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    errors: Mapped[dict[str, Any]] = mapped_column(Json)
+    payload: Mapped[Any] = mapped_column(Json)
+
+
+class Suppression(Base):
+    """Billing must not retry this charge itself until ``until`` unless ``lifted_at`` is set."""
+
+    __tablename__ = "suppressions"
+
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(String(64))

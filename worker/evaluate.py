@@ -1,0 +1,88 @@
+"""Send one order to FlexFactor ``/evaluate`` and record what came back.
+
+The order is claimed with a compare-and-set before any outbound call, so a second delivery of the
+same message (acks_late, visibility timeout, a sweep) does nothing. The merchant ``orderId`` is
+the same on every try; the client makes a fresh ``idempotencyKey`` per request. Whatever happens,
+the order ends the call in a state a sweep knows how to continue from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from worker import attempts
+from worker.db.models import Order
+from worker.evaluate_result import apply_error, apply_response, store_attempts
+from worker.mapping import evaluate_payload
+from worker.orders import State, as_utc, utcnow
+from worker.protocols import RateLimitWaitTooLong
+from worker.suppression import commit_and_refresh
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+def claimable_states(mode: str) -> list[State]:
+    """States in which an evaluate message still has work to do."""
+    states = [State.QUEUED, State.UNKNOWN]
+    return [*states, State.PENDING] if mode == "sync" else states
+
+
+def claim(session: Session, order_pk: int, owner: str, now: datetime, lease_s: int,
+          mode: str) -> bool:
+    """Compare-and-set claim: True if this caller now owns the order for ``lease_s``."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order_pk, Order.state.in_(claimable_states(mode)))
+        .where(or_(Order.claimed_until.is_(None), Order.claimed_until < now))
+        .values(claimed_until=now + timedelta(seconds=lease_s), claim_owner=owner)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def evaluate_order(rt: Runtime, order_pk: int, *, owner: str) -> str | None:
+    """Claim, call /evaluate, record; returns the order's new state, or None if not claimed."""
+    settings = rt.settings
+    with rt.sessions() as session:
+        if not claim(session, order_pk, owner, utcnow(), settings.claim_lease_s,
+                     settings.flexfactor_mode):
+            session.rollback()
+            log.info("evaluate.not_claimed", order_pk=order_pk)
+            return None
+        session.commit()
+        order = session.get(Order, order_pk)
+        assert order is not None
+        payload = evaluate_payload(order.decline, expiry_at=as_utc(order.expiry_at),
+                                   settings=settings, mode=order.mode)
+        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+    response, error, records = _call(rt, payload)
+    with rt.sessions() as session:
+        order = session.get(Order, order_pk)
+        assert order is not None
+        store_attempts(session, order, records)
+        if error is None:
+            apply_response(session, order, response, settings, owner=owner)
+        else:
+            apply_error(session, order, error, settings, owner=owner)
+        commit_and_refresh(session, rt.redis)
+        log.info("evaluate.recorded", state=order.state, ff_status=order.ff_status)
+        return order.state
+
+
+def _call(rt: Runtime, payload: dict[str, Any]) -> tuple[Any, Exception | None, list[Any]]:
+    from worker.flexfactor.errors import FlexFactorError
+    from worker.flexfactor.wire import EvaluateRequest
+
+    request = EvaluateRequest.model_validate(payload)
+    with attempts.collecting() as records:
+        try:
+            return rt.flexfactor.evaluate(request), None, records
+        except (FlexFactorError, RateLimitWaitTooLong) as exc:
+            return None, exc, records

@@ -1,0 +1,140 @@
+"""The order state machine: states, allowed transitions as data, and the one place that moves them.
+
+Every transition writes an ``OrderEvent`` (the audit trail) in the same transaction and keeps the
+order's suppression row in step. A late or repeated event never moves an order backwards: a
+transition that is not in ``TRANSITIONS`` raises ``IllegalTransition`` and callers decide whether
+that is a bug or an event to record and ignore.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from worker.db.models import Order, OrderEvent, Suppression
+
+
+class State(StrEnum):
+    QUEUED = "QUEUED"
+    UNKNOWN = "UNKNOWN"
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    DECLINED = "DECLINED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    CHARGEBACK = "CHARGEBACK"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+
+
+S = State
+_RESOLUTIONS = {S.PENDING, S.APPROVED, S.DECLINED, S.EXPIRED, S.CANCELLED, S.FAILED}
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.QUEUED: frozenset(_RESOLUTIONS | {S.UNKNOWN}),
+    S.UNKNOWN: frozenset(_RESOLUTIONS),
+    S.PENDING: frozenset({S.APPROVED, S.DECLINED, S.EXPIRED, S.CANCELLED, S.FAILED}),
+    S.APPROVED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.CHARGEBACK}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.CHARGEBACK}),
+    S.FAILED: frozenset({S.QUEUED}),  # an operator re-queues after a fix
+    S.DECLINED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REFUNDED: frozenset({S.CHARGEBACK}),
+    S.CHARGEBACK: frozenset(),
+    S.REJECTED: frozenset(),
+}
+
+# Billing may retry the charge itself in these states (CONTRACT.md, "Order states").
+RETRY_ALLOWED: frozenset[State] = frozenset(
+    {S.DECLINED, S.EXPIRED, S.CANCELLED, S.FAILED, S.REJECTED}
+)
+# FlexFactor has nothing more to do: no sweep needs to look at these again.
+FINAL: frozenset[State] = frozenset(
+    {S.APPROVED, S.DECLINED, S.EXPIRED, S.CANCELLED, S.REFUNDED, S.PARTIALLY_REFUNDED,
+     S.CHARGEBACK, S.FAILED, S.REJECTED}
+)
+# Where a FlexFactor request is still ours to make or to resolve.
+IN_FLIGHT: frozenset[State] = frozenset({S.QUEUED, S.UNKNOWN, S.PENDING})
+
+
+class IllegalTransition(Exception):
+    """The state machine does not allow this move (late, repeated or backwards event)."""
+
+    def __init__(self, order_id: str, from_state: str, to_state: str) -> None:
+        super().__init__(f"order {order_id}: {from_state} -> {to_state} is not allowed")
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (one place, so tests and code agree)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def can_transition(from_state: str, to_state: str) -> bool:
+    """True if the state machine allows ``from_state -> to_state``."""
+    return State(to_state) in TRANSITIONS[State(from_state)]
+
+
+def record_event(session: Session, order: Order, *, cause: str,
+                 detail: dict[str, Any] | None = None, to_state: str | None = None,
+                 from_state: str | None = None, now: datetime | None = None) -> None:
+    """Append one audit row for ``order`` (a transition or a note that changed nothing)."""
+    if order.id is None:
+        session.flush()
+    session.add(OrderEvent(order_pk=order.id, at=now or utcnow(), from_state=from_state,
+                           to_state=to_state, cause=cause, detail=detail))
+
+
+def transition(session: Session, order: Order, to_state: State, *, cause: str,
+               detail: dict[str, Any] | None = None, now: datetime | None = None) -> State:
+    """Move ``order`` to ``to_state`` with an audit row; returns the previous state."""
+    now = now or utcnow()
+    previous = State(order.state)
+    if not can_transition(previous, to_state):
+        raise IllegalTransition(order.order_id, previous, to_state)
+    order.state = to_state
+    order.updated_at = now
+    if to_state in FINAL:
+        order.next_check_at = None
+    record_event(session, order, cause=cause, detail=detail, from_state=previous,
+                 to_state=to_state, now=now)
+    _sync_suppression(session, order, now)
+    return previous
+
+
+def start_suppression(session: Session, order: Order, now: datetime) -> None:
+    """Open the suppression window of a freshly accepted order."""
+    session.add(Suppression(order_pk=order.id, order_id=order.order_id, since=now,
+                            until=order.expiry_at, reason="rescue_in_progress"))
+    _note_changed(session, order)
+
+
+def _sync_suppression(session: Session, order: Order, now: datetime) -> None:
+    sup = session.get(Suppression, order.id)
+    if sup is None:
+        return
+    state = State(order.state)
+    if state in RETRY_ALLOWED and sup.lifted_at is None:
+        sup.lifted_at = now
+        sup.reason = state.lower()
+    elif state not in RETRY_ALLOWED:
+        sup.lifted_at = None
+        sup.reason = "paid" if state in FINAL else "rescue_in_progress"
+    _note_changed(session, order)
+
+
+def _note_changed(session: Session, order: Order) -> None:
+    # Collected here, pushed to the Redis suppression cache after commit (worker.suppression).
+    session.info.setdefault("suppression_changed", set()).add(order.order_id)

@@ -1,0 +1,110 @@
+"""May billing retry this charge itself? An O(1) answer for billing systems that ask every retry.
+
+The database is the truth (``suppressions`` + the order's state); a Redis key per order, with the
+window's end as its TTL, answers without touching the database. Keys are refreshed after every
+commit that changed an order's suppression, and rebuilt from the database on a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.db.models import Order, RejectedDecline, Suppression
+from worker.orders import FINAL, RETRY_ALLOWED, State, as_utc, utcnow
+
+KEY = "flexmit:sup:{}"
+LIFTED_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What billing is told (CONTRACT.md ``GET /v1/suppressions/{orderId}``)."""
+
+    orderId: str
+    retryAllowed: bool
+    until: str | None
+    reason: str
+
+
+def decide(order: Order | None, sup: Suppression | None, now: datetime, order_id: str) -> Answer:
+    """The suppression answer for one order at ``now``."""
+    if order is None:
+        return Answer(order_id, True, None, "unknown_order")
+    state = State(order.state)
+    if state in RETRY_ALLOWED:
+        return Answer(order_id, True, None, state.lower())
+    if state in FINAL:  # approved, refunded, chargeback: it was paid, never charge again
+        return Answer(order_id, False, None, "paid_by_flexfactor")
+    until = as_utc(sup.until if sup is not None else order.expiry_at)
+    if now >= until:
+        return Answer(order_id, True, None, "expired")
+    return Answer(order_id, False, until.isoformat().replace("+00:00", "Z"),
+                  "rescue_in_progress")
+
+
+def lookup(session: Session, cache: redis.Redis | None, order_id: str,
+           now: datetime | None = None) -> Answer:
+    """The answer for ``order_id``: from Redis when cached, else the database (then cached)."""
+    now = now or utcnow()
+    if cache is not None:
+        raw = _cache_get(cache, order_id)
+        if raw is not None:
+            return Answer(**json.loads(raw))
+    answer = _from_db(session, order_id, now)
+    if cache is not None:
+        _cache_put(cache, answer, now)
+    return answer
+
+
+def refresh(session: Session, cache: redis.Redis | None, order_ids: set[str]) -> None:
+    """Re-cache the answers of orders whose suppression changed (call after commit)."""
+    if cache is None:
+        return
+    now = utcnow()
+    for order_id in order_ids:
+        _cache_put(cache, _from_db(session, order_id, now), now)
+
+
+def _from_db(session: Session, order_id: str, now: datetime) -> Answer:
+    order = session.scalar(select(Order).where(Order.order_id == order_id))
+    if order is None:
+        rejected = session.scalar(
+            select(RejectedDecline.id).where(RejectedDecline.order_id == order_id).limit(1)
+        )
+        if rejected is not None:
+            return Answer(order_id, True, None, "rejected")
+    sup = session.get(Suppression, order.id) if order is not None else None
+    return decide(order, sup, now, order_id)
+
+
+def _cache_get(cache: redis.Redis, order_id: str) -> bytes | None:
+    try:
+        return cache.get(KEY.format(order_id))  # type: ignore[return-value]
+    except redis.RedisError:
+        return None  # the database still answers
+
+
+def _cache_put(cache: redis.Redis, answer: Answer, now: datetime) -> None:
+    if answer.reason == "unknown_order":
+        return  # an order may be created a moment later; never cache its absence
+    if answer.until is not None:
+        ttl = int((datetime.fromisoformat(answer.until) - now).total_seconds()) or 1
+    else:
+        ttl = LIFTED_TTL_S
+    with contextlib.suppress(redis.RedisError):
+        cache.set(KEY.format(answer.orderId), json.dumps(asdict(answer)), ex=max(ttl, 1))
+
+
+def commit_and_refresh(session: Session, cache: redis.Redis | None) -> None:
+    """Commit, then refresh the cached answers the transaction changed."""
+    changed: set[str] = session.info.pop("suppression_changed", set())
+    session.commit()
+    if changed:
+        refresh(session, cache, changed)
