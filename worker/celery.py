@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from worker.celeryconfig import make_celery
 from worker.logging import configure_logging
@@ -12,6 +12,13 @@ settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
 
 app = make_celery(settings)
+
+
+@setup_logging.connect
+def _our_logging(**_: object) -> None:
+    # Connected, so Celery leaves the root logger alone: every line goes through our
+    # redacting handler (JSON in containers) instead of Celery's own format.
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @worker_process_init.connect

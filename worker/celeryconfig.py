@@ -11,7 +11,8 @@ from celery import Celery
 from worker.settings import Settings
 
 QUEUE = "flexmit"
-TASK_MODULES = ("tasks.evaluate", "tasks.intake", "tasks.sweeps")
+TASK_MODULES = ("tasks.evaluate", "tasks.intake", "tasks.sweeps", "tasks.webhooks",
+                "tasks.notify", "tasks.reconcile")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -63,11 +64,16 @@ def transport_options(url: str) -> dict[str, Any]:
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
     """Periodic jobs; each is harmless if two beats ever run it twice."""
+    every = timedelta(seconds=settings.sweep_interval_s)
     return {
-        "sweep-due-orders": {
-            "task": "flexmit.sweep_due",
-            "schedule": timedelta(seconds=settings.sweep_interval_s),
-        },
+        # QUEUED/UNKNOWN orders whose message looks lost; owed FlexFactor calls (cancels).
+        "sweep-due-orders": {"task": "flexmit.sweep_due", "schedule": every},
+        # Verified webhook events never processed (their task message was lost).
+        "sweep-webhooks": {"task": "flexmit.sweep_webhooks", "schedule": every},
+        # Pushes to billing that are due (first try or a retry on the ladder).
+        "sweep-pushes": {"task": "flexmit.sweep_pushes", "schedule": every},
+        # Stale PENDING orders: status polls on a ladder; the final check at expiry.
+        "sweep-pending": {"task": "flexmit.sweep_pending", "schedule": every},
     }
 
 

@@ -77,10 +77,19 @@ def evaluate_order(rt: Runtime, order_pk: int, *, owner: str) -> str | None:
 
 
 def _call(rt: Runtime, payload: dict[str, Any]) -> tuple[Any, Exception | None, list[Any]]:
-    from worker.flexfactor.errors import FlexFactorError
+    from pydantic import ValidationError
+
+    from worker.flexfactor.errors import FlexFactorError, FlexFactorValidationError
     from worker.flexfactor.wire import EvaluateRequest
 
-    request = EvaluateRequest.model_validate(payload)
+    try:
+        request = EvaluateRequest.model_validate(payload)
+    except ValidationError as exc:
+        # Our own mapping produced something FlexFactor would refuse: final, for an operator.
+        # Only field locations are kept; pydantic's messages quote the (tokenized) input.
+        fields = {".".join(map(str, e["loc"])): [e["type"]] for e in exc.errors()}
+        return None, FlexFactorValidationError("invalid /evaluate request built locally",
+                                               field_errors=fields), []
     with attempts.collecting() as records:
         try:
             return rt.flexfactor.evaluate(request), None, records

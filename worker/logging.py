@@ -225,6 +225,10 @@ def _install_root_handler(formatter: logging.Formatter, out: TextIO, level: str)
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
+    # httpx logs every request URL at INFO; /tokenize carries its key in the query string.
+    # Our client logs each call itself (route, status, latency, traceId) without the query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -8,13 +8,14 @@ that is a bug or an event to record and ignore.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker.db.models import Order, OrderEvent, Suppression
+from worker.db.models import BillingPush, Order, OrderEvent, Suppression
 
 
 class State(StrEnum):
@@ -111,7 +112,29 @@ def transition(session: Session, order: Order, to_state: State, *, cause: str,
     record_event(session, order, cause=cause, detail=detail, from_state=previous,
                  to_state=to_state, now=now)
     _sync_suppression(session, order, now)
+    if to_state in FINAL or previous in FINAL:
+        queue_billing_push(session, order, previous, now)
     return previous
+
+
+def queue_billing_push(session: Session, order: Order, previous: State, now: datetime) -> None:
+    """Outbox row for billing (CONTRACT.md "Pushes to billing"), in the same transaction as
+    the state change it reports; ``worker.notify`` delivers it with retries."""
+    state = State(order.state)
+    event_id = str(uuid.uuid4())
+    payload = {
+        "eventId": event_id,
+        "orderId": order.order_id,
+        "state": state.value,
+        "previousState": previous.value,
+        "at": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "orderSessionKey": order.order_session_key,
+        "amount": order.amount_cents,
+        "currency": order.currency,
+        "retryAllowed": state in RETRY_ALLOWED,
+    }
+    session.add(BillingPush(event_id=event_id, order_pk=order.id, payload=payload,
+                            created_at=now, attempts=0, next_attempt_at=now))
 
 
 def start_suppression(session: Session, order: Order, now: datetime) -> None:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
@@ -123,3 +134,51 @@ class Suppression(Base):
     until: Mapped[datetime] = mapped_column(UtcDateTime)
     lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reason: Mapped[str] = mapped_column(String(64))
+
+
+class WebhookEvent(Base):
+    """One delivery to ``POST /v1/flexfactor/webhooks``: kept whether verified or not."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    reject_reason: Mapped[str | None] = mapped_column(String(32))
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str | None] = mapped_column(String(64))
+    ff_order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    external_order_id: Mapped[str | None] = mapped_column(String(255))
+    confirmation_id: Mapped[str | None] = mapped_column(String(64))
+    is_resent: Mapped[bool | None] = mapped_column(Boolean)
+    # The event's identity (FlexFactor OrderId + Event + ConfirmationId): a re-delivery has the
+    # same key, so the unique index makes processing happen once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    order_pk: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_webhook_events_unprocessed", "processed_at", "verified"),)
+
+
+class BillingPush(Base):
+    """Outbox of pushes to billing: written in the transaction of the state change it reports."""
+
+    __tablename__ = "billing_pushes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)  # billing dedupes on it
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claim_owner: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_billing_pushes_due", "delivered_at", "next_attempt_at"),)
