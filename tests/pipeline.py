@@ -60,6 +60,13 @@ class Stack:
         resp.raise_for_status()
         return dict(resp.json())
 
+    def sandbox_orders(self) -> list[dict[str, Any]]:
+        """Every order the sandbox holds (merchant orderId, key, status, planned outcome)."""
+        resp = httpx.get(f"{self.sandbox_root}/_sandbox/orders", timeout=10)
+        resp.raise_for_status()
+        body = resp.json()
+        return list(body["orders"] if isinstance(body, dict) else body)
+
     def sandbox_config(self, **changes: Any) -> None:
         """Patch the running sandbox's configuration."""
         httpx.post(f"{self.sandbox_root}/_sandbox/config", json=changes,

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     unsent_ladder_s: list[int] = Field([5, 15, 30, 60, 120], alias="FLEXMIT_UNSENT_LADDER_S")
     sync_ladder_s: list[int] = Field([3600, 14400, 43200, 86400], alias="FLEXMIT_SYNC_LADDER_S")
     pending_ladder_s: list[int] = Field([3600, 86400], alias="FLEXMIT_PENDING_LADDER_S")
+    push_ladder_s: list[int] = Field(
+        [60, 300, 1800, 7200, 43200, 86400], alias="FLEXMIT_PUSH_LADDER_S"
+    )
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="FLEXMIT_LOG_FORMAT")
     log_level: str = Field("INFO", alias="FLEXMIT_LOG_LEVEL")
 
