@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from worker.api import declines, health, orders, suppressions
+from worker.api import declines, health, orders, orders_list, suppressions, webhooks
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -17,7 +17,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                   description="Rescue failed subscription charges through FlexFactor.")
     app.state.runtime = runtime or Runtime(settings)
     app.include_router(declines.router)
+    app.include_router(orders_list.router)
     app.include_router(orders.router)
     app.include_router(suppressions.router)
     app.include_router(health.router)
+    app.include_router(webhooks.router)  # FlexFactor's receiver: signature-checked, no bearer
     return app
