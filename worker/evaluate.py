@@ -64,7 +64,8 @@ def evaluate_order(rt: Runtime, order_pk: int, *, owner: str) -> str | None:
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
     response, error, records = _call(rt, payload)
     with rt.sessions() as session:
-        order = session.get(Order, order_pk)
+        # Row lock: a webhook for this order may be being applied at this very moment.
+        order = session.get(Order, order_pk, with_for_update=True)
         assert order is not None
         store_attempts(session, order, records)
         if error is None:

@@ -32,7 +32,8 @@ def test_two_workers_share_one_rate_limit(database_url: str, shared_urls: tuple[
                        FLEXFACTOR_RATE_LIMIT=20) as stack:
         stack.start_worker("w1", concurrency=1)
         stack.start_worker("w2", concurrency=1)
-        declines = [make_valid_decline(orderId=f"rate-{i:04d}") for i in range(500)]
+        declines = [make_valid_decline(orderId=f"rate-{i:04d}", amount=1000 + i)
+                    for i in range(500)]
         with TestClient(create_app(stack.settings, stack.runtime)) as client:
             results = post_batch(client, declines)
         assert all(r["accepted"] and r["state"] == State.QUEUED for r in results)
@@ -45,3 +46,5 @@ def test_two_workers_share_one_rate_limit(database_url: str, shared_urls: tuple[
     assert ledger["rate_limited_429"] == 0
     assert ledger["max_accepted_in_any_second"] <= 20
     assert stack.count(State.PENDING, State.APPROVED, State.DECLINED) == 500
+    # one OAuth token for both workers: shared, not fetched per process
+    assert ledger["calls"]["POST /v1/oauth2/token"]["total"] == 1
