@@ -50,6 +50,7 @@ def api(host: str, port: int) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def submit(file: Path) -> None:
     """Submit a daily batch FILE (CSV or JSON Lines)."""
+    from worker.batchfile import rejects_path
     from worker.runtime import get_runtime
     from worker.submit import print_report, submit_file
 
@@ -57,7 +58,9 @@ def submit(file: Path) -> None:
     report = submit_file(get_runtime(), file, console=console)
     print_report(report, console)
     if report.rejected:
-        console.print(f"rejected rows written to {file.name}.rejects.jsonl beside the input")
+        # soft_wrap: a long path stays one line, so it can be copied; markup off for "[".
+        console.print(f"rejected rows written to {rejects_path(file)}", soft_wrap=True,
+                      markup=False, highlight=False)
 
 
 @main.command()
@@ -104,6 +107,39 @@ def report(day: object) -> None:
 
     the_day = day.date() if isinstance(day, datetime) else None
     print_report(get_runtime(), Console(), the_day)
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--amount-cents", type=click.IntRange(min=1), default=None,
+              help="cents to refund (default: all that is left)")
+def refund(order_id: str, amount_cents: int | None) -> None:
+    """Refund an APPROVED order ORDER_ID at FlexFactor, in full or in part."""
+    import uuid
+
+    from worker.refunds import OrderNotFound, Refused, refund_order
+    from worker.runtime import get_runtime
+
+    try:
+        result = refund_order(get_runtime(), order_id, amount_cents,
+                              owner=f"cli-{uuid.uuid4().hex[:16]}")
+    except (OrderNotFound, Refused) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary())
+
+
+@main.command()
+@click.argument("order_id")
+def cancel(order_id: str) -> None:
+    """Cancel ORDER_ID while its rescue is still pending (FlexFactor is told by a worker)."""
+    from worker.refunds import OrderNotFound, Refused, cancel_order
+    from worker.runtime import get_runtime
+
+    try:
+        result = cancel_order(get_runtime(), order_id)
+    except (OrderNotFound, Refused) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary())
 
 
 @main.command()

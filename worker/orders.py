@@ -130,6 +130,7 @@ def queue_billing_push(session: Session, order: Order, previous: State, now: dat
         "at": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "orderSessionKey": order.order_session_key,
         "amount": order.amount_cents,
+        "refundedAmount": order.refunded_cents or 0,
         "currency": order.currency,
         "retryAllowed": state in RETRY_ALLOWED,
     }

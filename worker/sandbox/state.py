@@ -47,6 +47,7 @@ class Order:
     final: str | None = None  # completed | expired | cancelled | declined
     cancelled_by: str | None = None
     refunded: int = 0
+    refunds_received: list[str] = field(default_factory=list)  # each amountToRefund, as parsed
     chargeback: bool = False
     details: dict[str, Any] = field(default_factory=dict)
 

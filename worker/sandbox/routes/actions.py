@@ -69,6 +69,7 @@ async def refund(order_id: str, request: Request) -> JSONResponse:
         early = fault_response(fault)
         if early is not None:
             return early
+        order.refunds_received.append(str(dollars))
         reply = _refund(state, order, int(dollars * 100))
     await maybe_slow(state, fault)
     return JSONResponse(reply)

@@ -43,6 +43,7 @@ def _control_row(order: Order) -> dict[str, Any]:
         "statusName": order.status_name,
         "amount": order.amount,
         "refunded": order.refunded,
+        "refundsReceived": list(order.refunds_received),
         "plan": order.plan.name,
         "plannedFinal": "cancelled" if order.authorization else order.plan.final,
         "final": order.final,
