@@ -102,8 +102,12 @@ def print_report(report: SubmitReport, console: Console, *, max_rows: int = 50) 
     """The per-row report of rejects and the summary line."""
     if report.rejected:
         table = Table(title="rejected rows", show_lines=False)
-        for column in ("line", "orderId", "field", "error"):
-            table.add_column(column)
+        # The field name is what the reader acts on: on a narrow terminal it stays whole
+        # (not "billingAddress.address…"); the orderId folds and the error text wraps.
+        table.add_column("line", no_wrap=True)
+        table.add_column("orderId", overflow="fold", max_width=20)
+        table.add_column("field", no_wrap=True)
+        table.add_column("error")
         for item in report.rejected[:max_rows]:
             for field_name, messages in item["errors"].items():
                 table.add_row(str(item["line"]), str(item["orderId"] or "-"), field_name,
