@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from worker.api import declines, health, orders, orders_list, suppressions, webhooks
+from worker.api import dashboard, declines, health, orders, orders_list, suppressions, webhooks
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -21,5 +21,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(suppressions.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)  # read-only status page: bearer or Basic auth
     app.include_router(webhooks.router)  # FlexFactor's receiver: signature-checked, no bearer
     return app
