@@ -186,8 +186,15 @@ class _Scan:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for raw_key, item in value.items():
-                key = self._key(raw_key, path, out)
-                out[key] = self.walk(item, _join(path, key), depth + 1, inner)
+                # Hot path: keys and leaves that cannot hold 13 digits are kept without a walk
+                # (exactly what walk() would return for them).
+                short = type(raw_key) is str and len(raw_key) < 13
+                key = raw_key if short else self._key(raw_key, path, out)
+                if self.seen < MAX_VALUES and _plain(item):
+                    self.seen += 1
+                    out[key] = item
+                else:
+                    out[key] = self.walk(item, _join(path, key), depth + 1, inner)
             return out
         return [self.walk(item, f"{path}[{i}]", depth + 1, inner) for i, item in enumerate(value)]
 
@@ -201,6 +208,15 @@ class _Scan:
             key = f"{PAN_PLACEHOLDER} {n}"
         self.pans.append(_join(path, key))
         return key
+
+
+def _plain(value: object) -> bool:
+    """A leaf walk() keeps as it is: null, bool, text without 13 digits, an int under 10**12."""
+    if type(value) is str:
+        return len(value) < 13 or _THIRTEEN.search(value) is None
+    if type(value) is int:
+        return -10**12 < value < 10**12
+    return value is None or type(value) is bool
 
 
 def _safe_str(value: object) -> str:
@@ -518,9 +534,14 @@ def _loc_path(loc: tuple[int | str, ...]) -> str:
     return path or ROOT
 
 
+def is_order_id(value: object) -> bool:
+    """True if ``value`` is a well-formed ``orderId`` (only such a one can name an order)."""
+    return isinstance(value, str) and _ORDER_ID.fullmatch(value) is not None
+
+
 def _order_id(data: dict[str, Any]) -> str | None:
     value = data.get("orderId")
-    return value if isinstance(value, str) and _ORDER_ID.fullmatch(value) else None
+    return value if isinstance(value, str) and is_order_id(value) else None
 
 
 # ---------------------------------------------------------------- rules across fields and time
@@ -537,6 +558,14 @@ def _rule_errors(data: dict[str, Any], now: datetime,
     yield from _payment_count_errors(data.get("subscription"))
 
 
+# The field checks the cross-field rules reuse, built once (not per item: this is the hot path).
+_AWARE_CHECK = _datetime(naive_is_utc=False)
+_UTC_CHECK = _datetime(naive_is_utc=True)
+_MONTH_CHECK = _int_in(1, 12, "")
+_YEAR_CHECK = _int_in(1000, 9999, "")
+_COUNT_CHECK = _int_in(1, MAX_CENTS, "")
+
+
 def _valid(check: Callable[[object], T], value: object) -> T | None:
     """``check(value)``, or None where the field check already reports a problem."""
     try:
@@ -547,7 +576,7 @@ def _valid(check: Callable[[object], T], value: object) -> T | None:
 
 def _declined_at_errors(value: object, now: datetime,
                         settings: Settings) -> Iterator[tuple[str, str]]:
-    declined = _valid(_datetime(naive_is_utc=False), value)
+    declined = _valid(_AWARE_CHECK, value)
     if declined is None:
         return
     if declined - now > CLOCK_SKEW:
@@ -562,7 +591,7 @@ def _declined_at_errors(value: object, now: datetime,
 
 
 def _expiry_errors(value: object, now: datetime) -> Iterator[tuple[str, str]]:
-    expiry = None if value is None else _valid(_datetime(naive_is_utc=True), value)
+    expiry = None if value is None else _valid(_UTC_CHECK, value)
     if expiry is None:
         return
     if expiry < now + MIN_EXPIRY:
@@ -604,8 +633,8 @@ def _address_errors(address: object) -> Iterator[tuple[str, str]]:
 def _card_expiry_errors(card: object, today: date) -> Iterator[tuple[str, str]]:
     if not isinstance(card, dict):
         return
-    month = _valid(_int_in(1, 12, ""), card.get("expMonth"))
-    year = _valid(_int_in(1000, 9999, ""), card.get("expYear"))
+    month = _valid(_MONTH_CHECK, card.get("expMonth"))
+    year = _valid(_YEAR_CHECK, card.get("expYear"))
     if month is None or year is None or (year, month) >= (today.year, today.month):
         return
     path = "card.expMonth" if year == today.year else "card.expYear"
@@ -615,8 +644,8 @@ def _card_expiry_errors(card: object, today: date) -> Iterator[tuple[str, str]]:
 def _payment_count_errors(sub: object) -> Iterator[tuple[str, str]]:
     if not isinstance(sub, dict):
         return
-    number = _valid(_int_in(1, MAX_CENTS, ""), sub.get("paymentNumber"))
-    total = _valid(_int_in(1, MAX_CENTS, ""), sub.get("totalPayments"))
+    number = _valid(_COUNT_CHECK, sub.get("paymentNumber"))
+    total = _valid(_COUNT_CHECK, sub.get("totalPayments"))
     if number is not None and total is not None and number > total:
         yield "subscription.paymentNumber", "must not be greater than subscription.totalPayments"
 

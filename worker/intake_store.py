@@ -2,8 +2,10 @@
 
 Valid declines become QUEUED orders (with their audit row and suppression) in one transaction;
 invalid ones are stored in ``rejected_declines`` with their per-field errors and card numbers
-redacted. A known ``orderId`` answers with the existing order and creates nothing. Messages to
-the workers are sent by the caller after commit (``worker.dispatch.send_evaluate``).
+redacted. A known ``orderId`` answers with the existing order and creates nothing. Rows are
+written with multi-row INSERTs (a 100,000-row file is dominated by storage otherwise). Messages
+to the workers are sent by the caller after commit (``worker.dispatch.send_evaluate``), only for
+the orders the dispatch window lets through; the sweep sends the rest as it drains.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from worker.db.bulk import insert_returning_ids, insert_rows
 from worker.db.models import Order, RejectedDecline
-from worker.intake import Accepted, Rejected, redact_pans, validate_decline
-from worker.orders import State, record_event, start_suppression, utcnow
+from worker.dispatch import window_room
+from worker.intake import Accepted, Rejected, is_order_id, redact_pans, validate_decline
+from worker.orders import State, record_events_bulk, start_suppressions_bulk, utcnow
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
 
 CHUNK = 500  # orderIds per IN (...) lookup
+PG_CHUNK = 10_000  # orderIds per = ANY(array) lookup on PostgreSQL
 
 
 @dataclass
@@ -50,6 +56,9 @@ class ItemResult:
 @dataclass
 class BatchOutcome:
     results: list[ItemResult]
+    # New orders stamped dispatched by this batch: they get an evaluate message after commit.
+    # The others wait, undispatched, for the sweep to top up the dispatch window.
+    dispatch_pks: list[int] = field(default_factory=list)
 
     @property
     def new_order_pks(self) -> list[int]:
@@ -58,10 +67,35 @@ class BatchOutcome:
                 if r.accepted and not r.duplicate and r.order_pk is not None]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An accepted decline validated ahead of storing (possibly in a helper process): its
+    contract JSON and UTC instants. Cheap to pickle, unlike the pydantic model."""
+
+    decline: dict[str, Any]
+    expiry_at: datetime
+    declined_at: datetime
+
+
+Verdict = Accepted | Prepared | Rejected
+
+
+def prepare(raw: object, *, now: datetime, settings: Settings) -> Prepared | Rejected:
+    """``validate_decline`` with an accepted decline already dumped to its contract JSON."""
+    verdict = validate_decline(raw, now=now, settings=settings)
+    if isinstance(verdict, Rejected):
+        return verdict
+    return Prepared(_dump(verdict), verdict.expiry_at, verdict.declined_at)
+
+
+def _dump(ok: Accepted) -> dict[str, Any]:
+    return ok.decline.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
 def _raw_order_id(raw: object) -> str | None:
     if isinstance(raw, dict):
         value = raw.get("orderId")
-        if isinstance(value, str) and value.strip():
+        if isinstance(value, str) and is_order_id(value):
             return value
     return None
 
@@ -70,82 +104,112 @@ def existing_states(session: Session, order_ids: Sequence[str]) -> dict[str, tup
     """Known orders among ``order_ids``: ``{orderId: (pk, state)}``."""
     found: dict[str, tuple[int, str]] = {}
     unique = list(dict.fromkeys(order_ids))
-    for start in range(0, len(unique), CHUNK):
-        rows = session.execute(
-            select(Order.order_id, Order.id, Order.state)
-            .where(Order.order_id.in_(unique[start:start + CHUNK]))
-        )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    size = PG_CHUNK if postgres else CHUNK
+    for start in range(0, len(unique), size):
+        part = unique[start:start + size]
+        # PostgreSQL: one array parameter (= ANY) instead of thousands of IN (...) parameters,
+        # whose statement text alone costs more to build and parse than the lookup.
+        cond = (Order.order_id == any_(bindparam("ids", part, type_=ARRAY(String(64))))
+                if postgres else Order.order_id.in_(part))
+        rows = session.execute(select(Order.order_id, Order.id, Order.state).where(cond))
         found.update({oid: (pk, st) for oid, pk, st in rows})
     return found
 
 
 def store_batch(session: Session, raws: Sequence[object], *, settings: Settings, source: str,
                 source_ref: str | None = None, refs: Sequence[str] | None = None,
-                now: datetime | None = None) -> BatchOutcome:
-    """Validate and store ``raws``; flushes but does not commit (the caller owns the unit).
+                now: datetime | None = None,
+                verdicts: Sequence[Verdict] | None = None) -> BatchOutcome:
+    """Validate and store ``raws``; writes but does not commit (the caller owns the unit).
 
     ``refs`` names each item's origin (e.g. ``file.csv:17``) for the reject table; by default
-    it is ``source_ref#<position>``.
+    it is ``source_ref#<position>``. ``verdicts``, when given, are the items' validation as of
+    ``now``, done beforehand. New orders are stamped dispatched (and listed in
+    ``dispatch_pks``) only while the dispatch window has room; the sweep sends the others.
     """
     now = now or utcnow()
     ids = [oid for oid in map(_raw_order_id, raws) if oid is not None]
     known = existing_states(session, ids)
     results: list[ItemResult] = []
-    created: dict[str, Order] = {}
+    fresh: dict[str, dict[str, Any]] = {}  # orderId -> its orders row, in input order
+    rejects: list[dict[str, Any]] = []
     for index, raw in enumerate(raws):
         oid = _raw_order_id(raw)
-        if oid is not None and (oid in known or oid in created):
-            results.append(_duplicate(oid, known, created))
+        if oid is not None and (oid in known or oid in fresh):
+            results.append(_duplicate(oid, known))
             continue
-        verdict = validate_decline(raw, now=now, settings=settings)
-        if isinstance(verdict, Accepted):
-            order = _new_order(verdict, settings, source, now)
-            session.add(order)
-            created[order.order_id] = order
-            results.append(ItemResult(order.order_id, True, State.QUEUED))
+        verdict = (verdicts[index] if verdicts is not None
+                   else validate_decline(raw, now=now, settings=settings))
+        if not isinstance(verdict, Rejected):
+            row = _order_row(verdict, settings, source, now)
+            fresh[row["order_id"]] = row
+            results.append(ItemResult(row["order_id"], True, State.QUEUED))
         else:
             ref = refs[index] if refs is not None else _ref(source_ref, index)
-            session.add(_reject(verdict, raw, source, ref, now))
+            rejects.append(_reject_row(verdict, raw, source, ref, now))
             results.append(ItemResult(verdict.order_id, False, State.REJECTED,
                                       errors=verdict.errors))
-    session.flush()
-    for order in created.values():
-        record_event(session, order, cause=f"intake.{source}", to_state=State.QUEUED, now=now)
-        start_suppression(session, order, now)
+    pks, dispatch = _insert_orders(session, list(fresh.values()), settings, source, now)
+    if rejects:
+        insert_rows(session, RejectedDecline, rejects)
     for result in results:
-        if result.accepted and not result.duplicate and result.orderId in created:
-            result.order_pk = created[result.orderId].id
-    return BatchOutcome(results)
+        if result.accepted and not result.duplicate and result.orderId in pks:
+            result.order_pk = pks[result.orderId]
+    return BatchOutcome(results, dispatch_pks=dispatch)
+
+
+def _insert_orders(session: Session, rows: list[dict[str, Any]], settings: Settings,
+                   source: str, now: datetime) -> tuple[dict[str, int], list[int]]:
+    """Bulk-insert the new orders with their audit rows and suppressions.
+
+    Returns ``{orderId: pk}`` and the pks stamped dispatched (the first ones, up to the room
+    left in the dispatch window): multi-row INSERTs, not one ORM object per row.
+    """
+    if not rows:
+        return {}, []
+    room = window_room(session, settings, now)
+    for row in rows[:room]:
+        row["dispatched_at"], row["dispatch_count"] = now, 1
+    ordered = insert_returning_ids(session, Order, rows)
+    pks = {row["order_id"]: pk for row, pk in zip(rows, ordered, strict=True)}
+    record_events_bulk(session, ordered, cause=f"intake.{source}", to_state=State.QUEUED,
+                       now=now)
+    start_suppressions_bulk(session, [(pks[r["order_id"]], r["order_id"], r["expiry_at"])
+                                      for r in rows], now)
+    return pks, ordered[:room]
 
 
 def _ref(source_ref: str | None, index: int) -> str:
     return f"{source_ref}#{index + 1}" if source_ref else f"#{index + 1}"
 
 
-def _duplicate(oid: str, known: dict[str, tuple[int, str]],
-               created: dict[str, Order]) -> ItemResult:
-    if oid in created:
-        return ItemResult(oid, True, created[oid].state, duplicate=True)
+def _duplicate(oid: str, known: dict[str, tuple[int, str]]) -> ItemResult:
+    if oid not in known:  # repeated within this batch: the first one is the order
+        return ItemResult(oid, True, State.QUEUED, duplicate=True)
     pk, state = known[oid]
     return ItemResult(oid, True, state, duplicate=True, order_pk=pk)
 
 
-def _new_order(ok: Accepted, settings: Settings, source: str, now: datetime) -> Order:
-    decline = ok.decline.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return Order(
-        order_id=decline["orderId"], state=State.QUEUED, mode=settings.flexfactor_mode,
-        source=source, amount_cents=decline["amount"], currency=decline["currency"],
-        refunded_cents=0, declined_at=ok.declined_at, expiry_at=ok.expiry_at, decline=decline,
-        attempt_count=0, next_check_at=now, check_count=0, dispatched_at=now, dispatch_count=1,
-        created_at=now, updated_at=now,
-    )
+def _order_row(ok: Accepted | Prepared, settings: Settings, source: str,
+               now: datetime) -> dict[str, Any]:
+    decline = ok.decline if isinstance(ok, Prepared) else _dump(ok)
+    return {
+        "order_id": decline["orderId"], "state": State.QUEUED.value,
+        "mode": settings.flexfactor_mode, "source": source, "amount_cents": decline["amount"],
+        "currency": decline["currency"], "refunded_cents": 0, "declined_at": ok.declined_at,
+        "expiry_at": ok.expiry_at, "decline": decline, "attempt_count": 0,
+        "next_check_at": now, "check_count": 0, "dispatched_at": None, "dispatch_count": 0,
+        "created_at": now, "updated_at": now,
+    }
 
 
-def _reject(bad: Rejected, raw: object, source: str, ref: str, now: datetime) -> RejectedDecline:
+def _reject_row(bad: Rejected, raw: object, source: str, ref: str,
+                now: datetime) -> dict[str, Any]:
     payload = bad.redacted if bad.redacted is not None else redact_pans(raw)
     oid = bad.order_id if bad.order_id is None or len(bad.order_id) <= 255 else None
-    return RejectedDecline(received_at=now, source=source, source_ref=ref, order_id=oid,
-                           errors=bad.errors, payload=_jsonable(payload))
+    return {"received_at": now, "source": source, "source_ref": ref, "order_id": oid,
+            "errors": bad.errors, "payload": _jsonable(payload)}
 
 
 def _jsonable(value: object) -> Any:
@@ -160,8 +224,9 @@ def _jsonable(value: object) -> Any:
 
 
 def accept_declines(runtime: Runtime, raws: Sequence[object], *, source: str,
-                    source_ref: str | None = None,
-                    refs: Sequence[str] | None = None) -> BatchOutcome:
+                    source_ref: str | None = None, refs: Sequence[str] | None = None,
+                    now: datetime | None = None,
+                    verdicts: Sequence[Verdict] | None = None) -> BatchOutcome:
     """The whole intake unit: store, commit, refresh suppressions, then send messages.
 
     A concurrent submission of the same ``orderId`` makes the unique index fail the insert;
@@ -176,7 +241,8 @@ def accept_declines(runtime: Runtime, raws: Sequence[object], *, source: str,
         session = runtime.sessions()
         try:
             outcome = store_batch(session, raws, settings=runtime.settings, source=source,
-                                  source_ref=source_ref, refs=refs)
+                                  source_ref=source_ref, refs=refs, now=now,
+                                  verdicts=verdicts)
             commit_and_refresh(session, runtime.redis)
             break
         except IntegrityError:
@@ -185,8 +251,8 @@ def accept_declines(runtime: Runtime, raws: Sequence[object], *, source: str,
                 raise
         finally:
             session.close()
-    if outcome.new_order_pks:
-        send_evaluate(runtime.celery, outcome.new_order_pks)
+    if outcome.dispatch_pks:
+        send_evaluate(runtime.celery, outcome.dispatch_pks)
     return outcome
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from worker.db.bulk import insert_rows
 from worker.db.models import BillingPush, Order, OrderEvent, Suppression
 
 
@@ -162,3 +163,28 @@ def _sync_suppression(session: Session, order: Order, now: datetime) -> None:
 def _note_changed(session: Session, order: Order) -> None:
     # Collected here, pushed to the Redis suppression cache after commit (worker.suppression).
     session.info.setdefault("suppression_changed", set()).add(order.order_id)
+
+
+def record_events_bulk(session: Session, order_pks: list[int], *, cause: str,
+                       to_state: str | None = None, now: datetime | None = None) -> None:
+    """``record_event`` for many orders at once (COPY / multi-row INSERT): bulk intake."""
+    if not order_pks:
+        return
+    at = now or utcnow()
+    insert_rows(session, OrderEvent, [
+        # no "detail" key: the column is then SQL NULL, as for record_event(detail=None)
+        {"order_pk": pk, "at": at, "from_state": None, "to_state": to_state, "cause": cause}
+        for pk in order_pks
+    ])
+
+
+def start_suppressions_bulk(session: Session, orders: list[tuple[int, str, datetime]],
+                            now: datetime) -> None:
+    """``start_suppression`` for many fresh orders, given as ``(pk, orderId, expiry_at)``."""
+    if not orders:
+        return
+    insert_rows(session, Suppression, [
+        {"order_pk": pk, "order_id": oid, "since": now, "until": expiry, "lifted_at": None,
+         "reason": "rescue_in_progress"} for pk, oid, expiry in orders
+    ])
+    session.info.setdefault("suppression_changed", set()).update(oid for _, oid, _ in orders)

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     rate_max_wait_s: float = Field(30.0, gt=0, alias="FLEXMIT_RATE_MAX_WAIT_S")
     claim_lease_s: int = Field(120, gt=0, alias="FLEXMIT_CLAIM_LEASE_S")
     redispatch_after_s: int = Field(60, gt=0, alias="FLEXMIT_REDISPATCH_AFTER_S")
+    # New orders allowed to wait in the broker at once (default: a minute at the rate limit,
+    # at least 100); the rest wait as rows and the sweep sends them as the window drains.
+    dispatch_window: int | None = Field(None, gt=0, alias="FLEXMIT_DISPATCH_WINDOW")
     sweep_interval_s: float = Field(15.0, gt=0, alias="FLEXMIT_SWEEP_INTERVAL_S")
     # Re-check ladders, seconds after the previous try (the last step repeats). JSON lists.
     unknown_ladder_s: list[int] = Field(

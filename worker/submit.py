@@ -2,12 +2,21 @@
 
 Streams the file in chunks (one transaction each), shows a progress bar, writes rejected rows
 beside the input (``<name>.rejects.jsonl``), and ends with a per-row report and a summary.
+
+Submitting is CPU bound: parsing and validating a row costs about as much as storing it. On a
+big file a forked helper process reads and validates the next chunk while this process stores
+the current one. It sends accepted declines already dumped
+to their contract JSON (``Prepared``: cheap to pickle) with only the orderId of their raw row;
+rejected rows travel whole, since the report shows them.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.batchfile import BatchRow, read_batch, write_rejects
-from worker.intake_store import ItemResult, accept_declines, store_body_reject
+from worker.intake import Rejected
+from worker.intake_store import ItemResult, Verdict, accept_declines, prepare, store_body_reject
+from worker.orders import utcnow
 from worker.runtime import Runtime
+from worker.settings import Settings
 
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 5000  # rows per transaction: big enough that per-chunk costs vanish
+PARALLEL_MIN_ROWS = 2 * CHUNK_ROWS  # below this a helper process costs more than it saves
+QUEUE_CHUNKS = 2  # chunks validated ahead at most (bounds memory)
+POLL_S = 1.0
 
 
 @dataclass
@@ -35,7 +50,17 @@ class SubmitReport:
         return self.accepted + self.duplicates + len(self.rejected)
 
 
-def _chunks(rows: Iterator[BatchRow], size: int) -> Iterator[list[BatchRow]]:
+@dataclass(frozen=True)
+class PreparedChunk:
+    """Rows of one chunk; ``verdicts`` (one per row without a parse error) as of ``now``."""
+
+    rows: list[BatchRow]
+    verdicts: list[Verdict] | None
+    now: datetime | None
+
+
+def chunks(rows: Iterator[BatchRow], size: int) -> Iterator[list[BatchRow]]:
+    """``rows`` in lists of ``size`` (the last one shorter)."""
     chunk: list[BatchRow] = []
     for row in rows:
         chunk.append(row)
@@ -44,6 +69,70 @@ def _chunks(rows: Iterator[BatchRow], size: int) -> Iterator[list[BatchRow]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def prepare_chunk(rows: list[BatchRow], settings: Settings) -> PreparedChunk:
+    """Validate every parsed row of ``rows`` as of now."""
+    now = utcnow()
+    verdicts: list[Verdict] = []
+    kept: list[BatchRow] = []
+    for row in rows:
+        if row.parse_error is None:
+            verdict = prepare(row.raw, now=now, settings=settings)
+            verdicts.append(verdict)
+            if not isinstance(verdict, Rejected):
+                row = BatchRow(row.line_no, _id_only(row.raw))
+        kept.append(row)
+    return PreparedChunk(kept, verdicts, now)
+
+
+def _id_only(raw: object) -> object:
+    # Storing an accepted row needs only its orderId (to spot duplicates); the decline itself
+    # travels as the verdict.
+    return {"orderId": raw.get("orderId")} if isinstance(raw, dict) else raw
+
+
+def _produce(path: Path, settings: Settings, size: int, out: Any) -> None:
+    """The helper process: every chunk of ``path``, then None; an error as its text."""
+    try:
+        for rows in chunks(read_batch(path), size):
+            out.put(prepare_chunk(rows, settings))
+        out.put(None)
+    except BaseException as exc:  # reported to the parent, which stops the submit
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def prepared_chunks(path: Path, settings: Settings, size: int) -> Iterator[PreparedChunk]:
+    """The chunks of ``path``, read and validated by a helper process."""
+    # fork, not spawn: spawn re-imports the caller's __main__ (a script without a main guard
+    # would run again). The child only reads the file and validates; it never touches the
+    # connections it inherits and leaves with os._exit (multiprocessing's way), closing none.
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue(maxsize=QUEUE_CHUNKS)
+    proc = ctx.Process(target=_produce, args=(path, settings, size, out), daemon=True,
+                       name="flexmit-submit-validate")
+    proc.start()
+    try:
+        while (item := _next(out, proc)) is not None:
+            if isinstance(item, str):
+                raise RuntimeError(f"validating {path.name} failed: {item}")
+            yield item
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=10)
+
+
+def _next(out: Any, proc: Any) -> PreparedChunk | str | None:
+    while True:
+        try:
+            return out.get(timeout=POLL_S)
+        except queue.Empty:
+            if not proc.is_alive():
+                try:
+                    return out.get(timeout=POLL_S)
+                except queue.Empty:
+                    raise RuntimeError("the validation process stopped unexpectedly") from None
 
 
 def _count_rows(path: Path) -> int:
@@ -59,24 +148,36 @@ def submit_file(rt: Runtime, path: Path, *, console: Console | None = None) -> S
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"submitting {path.name}", total=_count_rows(path))
-        for chunk in _chunks(read_batch(path), CHUNK_ROWS):
+        total = _count_rows(path)
+        bar = progress.add_task(f"submitting {path.name}", total=total)
+        for chunk in _chunk_source(rt, path, total):
             _submit_chunk(rt, path, chunk, report)
-            progress.advance(bar, len(chunk))
+            progress.advance(bar, len(chunk.rows))
     if report.rejected:
         write_rejects(path, report.rejected)
     return report
 
 
-def _submit_chunk(rt: Runtime, path: Path, chunk: list[BatchRow], report: SubmitReport) -> None:
-    good = [row for row in chunk if row.parse_error is None]
-    for row in chunk:
+def _chunk_source(rt: Runtime, path: Path, total: int) -> Iterator[PreparedChunk]:
+    # Reading and validating is CPU work: on a big file a helper process does it for the
+    # next chunk while this one stores the current chunk (two cores, both busy).
+    if total < PARALLEL_MIN_ROWS:
+        for rows in chunks(read_batch(path), CHUNK_ROWS):
+            yield PreparedChunk(rows, None, None)
+        return
+    yield from prepared_chunks(path, rt.settings, CHUNK_ROWS)
+
+
+def _submit_chunk(rt: Runtime, path: Path, chunk: PreparedChunk, report: SubmitReport) -> None:
+    good = [row for row in chunk.rows if row.parse_error is None]
+    for row in chunk.rows:
         if row.parse_error is not None:
             ref = f"{path.name}:{row.line_no}"
             store_body_reject(rt, row.raw, row.parse_error, "cli", ref)
             report.rejected.append(_reject_row(row, None, {"line": [row.parse_error]}))
     refs = [f"{path.name}:{row.line_no}" for row in good]
-    outcome = accept_declines(rt, [row.raw for row in good], source="cli", refs=refs)
+    outcome = accept_declines(rt, [row.raw for row in good], source="cli", refs=refs,
+                              now=chunk.now, verdicts=chunk.verdicts)
     for row, result in zip(good, outcome.results, strict=True):
         _tally(report, row, result)
 
