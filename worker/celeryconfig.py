@@ -11,7 +11,8 @@ from celery import Celery
 from worker.settings import Settings
 
 QUEUE = "flexmit"
-TASK_MODULES = ("tasks.evaluate", "tasks.intake", "tasks.sweeps", "tasks.webhooks",
+# tasks.health first: it picks prometheus_client's multiprocess mode before any metric exists.
+TASK_MODULES = ("tasks.health", "tasks.evaluate", "tasks.intake", "tasks.sweeps", "tasks.webhooks",
                 "tasks.notify", "tasks.reconcile")
 
 
@@ -33,8 +34,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "broker_transport_options": transport_options(settings.broker_url),
+        # filesystem://: kombu's transport with atomic message files (worker/fsbroker.py).
+        "broker_transport": ("worker.fsbroker:Transport"
+                             if settings.broker_url.startswith("filesystem://") else None),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,  # Flower
+        # Logs, events (Flower) and `inspect` show argument reprs recomputed by the worker from
+        # ids only: billing's intake messages would otherwise show a whole decline.
+        "task_annotations": {"*": {"Request": "worker.taskrepr:SafeRequest"}},
         "task_send_sent_event": True,
         "timezone": "UTC",
         "beat_schedule": beat_schedule(settings),
