@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 from celery import Task
 
+from worker.heartbeat import stamp_from_task
 from worker.runtime import Runtime, get_runtime
 
 
@@ -23,6 +24,9 @@ class FlexmitTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task_id=self.request.id, task=self.name)
+        if not self.request.is_eager:
+            # A task started: this node consumes (liveness, worker/heartbeat.py).
+            stamp_from_task(self.request.hostname)
         try:
             return super().__call__(*args, **kwargs)
         finally:

@@ -90,8 +90,8 @@ def sandbox(host: str, port: int, webhook_url: str | None, mode: str | None,
 
 @main.command()
 def status() -> None:
-    """Orders by state, the oldest pending, what is due."""
-    from worker.opsview import print_status
+    """Orders by state, queue depth, the oldest waiting, what is due, the rate limiter."""
+    from worker.opsprint import print_status
     from worker.runtime import get_runtime
 
     print_status(get_runtime(), Console())
@@ -100,13 +100,14 @@ def status() -> None:
 @main.command()
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="the merchant day (default: today in FLEXMIT_MERCHANT_TZ)")
-def report(day: object) -> None:
+@click.option("--json", "as_json", is_flag=True, help="the funnel as one JSON object")
+def report(day: object, as_json: bool) -> None:
     """The day's funnel: received, rejected, sent, approved, expired, amount rescued."""
-    from worker.opsview import print_report
+    from worker.opsprint import print_report
     from worker.runtime import get_runtime
 
     the_day = day.date() if isinstance(day, datetime) else None
-    print_report(get_runtime(), Console(), the_day)
+    print_report(get_runtime(), Console(), the_day, as_json=as_json)
 
 
 @main.command()
@@ -153,6 +154,14 @@ def demo(count: int, bad_fraction: float, workers: int, keep: bool) -> None:
 
     sys.exit(run_demo(count=count, bad_fraction=bad_fraction, workers=workers, keep=keep))
 
+
+from worker.cli_ops import orders, requeue  # noqa: E402 (registered after main is defined)
+
+main.add_command(orders)
+main.add_command(requeue)
+from worker.cli_health import health  # noqa: E402
+
+main.add_command(health)
 
 if __name__ == "__main__":
     main()

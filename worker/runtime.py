@@ -62,19 +62,20 @@ class Runtime:
 
     @cached_property
     def limiter(self) -> RateLimiter:
+        from worker.metering import MeteredLimiter
         from worker.ratelimit import make_limiter
 
-        return make_limiter(self.settings)
+        return MeteredLimiter(make_limiter(self.settings))  # counts time spent waiting
 
     @cached_property
     def flexfactor(self) -> FlexFactorClient:
-        from worker import attempts
+        from worker import metering
         from worker.flexfactor.client import FlexFactorClient
         from worker.sharedstate import make_token_cache
 
         client = FlexFactorClient.from_settings(
             self.settings, token_cache=make_token_cache(self.settings), limiter=self.limiter,
-            on_attempt=attempts.record,
+            on_attempt=metering.record_attempt,  # audit rows + metrics + traceId
         )
         self._closers.append(client.close)
         return client

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from worker.api.deps import RuntimeDep
+from worker.dbmetrics import OrdersCollector
+from worker.exporter import multiprocess_active, multiprocess_registry
 
 router = APIRouter()
 
@@ -19,7 +26,27 @@ def healthz(rt: RuntimeDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
+class _Delegate(Collector):
+    """Everything another registry holds (this process's counters, or all processes' files)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._source.collect()
+
+
+def scrape(rt: RuntimeDep) -> bytes:
+    """The text exposition: the process counters plus the database gauges, read now."""
+    registry = CollectorRegistry(auto_describe=False)
+    # Several API processes sharing PROMETHEUS_MULTIPROC_DIR report their sum.
+    registry.register(_Delegate(multiprocess_registry() if multiprocess_active() else REGISTRY))
+    registry.register(OrdersCollector(rt.sessions))
+    return generate_latest(registry)
+
+
 @router.get("/metrics")
-def metrics() -> Response:
+async def metrics(rt: RuntimeDep) -> Response:
     """Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body = await run_in_threadpool(scrape, rt)  # database reads: off the event loop
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
