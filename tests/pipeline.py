@@ -3,6 +3,7 @@ real broker, a real database. Synchronisation is by polling observable state wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,16 +100,18 @@ class Stack:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
-        """SIGTERM every process (warm shutdown), then SIGKILL what is left."""
+        """SIGTERM each leader (warm shutdown, as ``docker stop`` does), then SIGKILL its
+        process group. Signalling the whole group at once can hang a prefork worker's warm
+        shutdown (billiard's ``_help_stuff_finish``)."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                proc.terminate()
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # pool children left behind, if any
+            proc.wait(timeout=10)
 
     def log_text(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

@@ -303,7 +303,9 @@ def write_rejects(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """
     target = rejects_path(path)
     temp = target.with_name(f".{target.name}.tmp")
-    with temp.open("w", encoding="utf-8") as out:
+    # A lone surrogate (a JSON "\ud800" escape in the input) cannot be UTF-8; backslashreplace
+    # writes it back as that same JSON escape, so the line stays valid JSON.
+    with temp.open("w", encoding="utf-8", errors="backslashreplace") as out:
         for row in rows:
             out.write(json.dumps(redact_pans(dict(row)), ensure_ascii=False, default=str))
             out.write("\n")

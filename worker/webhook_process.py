@@ -9,7 +9,8 @@ Mapping (fact sheet §6.2): ``order.completed`` → APPROVED, ``order.expired`` 
 ``order.cancelled`` → CANCELLED, ``order.refunded`` → REFUNDED (PARTIALLY_REFUNDED when flexmit's
 own records show a partial refund), ``payment.chargeback.received`` → CHARGEBACK;
 ``order.capturerequired``, ``challenge.*``, ``payout.*`` and unrecognised names are history notes.
-The state machine decides: a late or repeated event never moves an order backwards.
+The state machine decides: a late or repeated event never moves an order backwards. A refund or
+chargeback that overtakes the ``order.completed`` it follows takes the order through APPROVED.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from worker.db.models import Order, WebhookEvent
 from worker.dispatch import send_tasks
-from worker.orders import IllegalTransition, State, record_event, transition, utcnow
+from worker.orders import State, can_transition, record_event, transition, utcnow
 from worker.suppression import commit_and_refresh
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ EVENT_STATES: dict[str, State] = {
     "order.refunded": State.REFUNDED,
     "payment.chargeback.received": State.CHARGEBACK,
 }
+# Events that can only follow an approval (a late ``order.completed`` may still be on its way).
+AFTER_APPROVAL = frozenset({State.REFUNDED, State.PARTIALLY_REFUNDED, State.CHARGEBACK})
 FF_STATUS = {"order.completed": "APPROVED", "order.expired": "EXPIRED",
              "order.cancelled": "CANCELLED"}
 NOTE_EVENTS = frozenset({"order.capturerequired", "challenge.presented", "challenge.attempted",
@@ -129,18 +132,38 @@ def apply_event(session: Session, ev: WebhookEvent, order: Order | None, now: da
     return _move(session, order, ev, target, now)
 
 
+def steps_to(current: State, target: State) -> list[State]:
+    """The transitions that take ``current`` to ``target`` ([] when none may).
+
+    Webhooks arrive in any order: a refund or chargeback of an order we still hold as in
+    flight means FlexFactor approved it first and that event is late or lost, so the order
+    goes through APPROVED (billing hears both); the late ``order.completed`` is then ignored.
+    """
+    if can_transition(current, target):
+        return [target]
+    if (target in AFTER_APPROVAL and can_transition(current, State.APPROVED)
+            and can_transition(State.APPROVED, target)):
+        return [State.APPROVED, target]
+    return []
+
+
 def _move(session: Session, order: Order, ev: WebhookEvent, target: State,
           now: datetime) -> str:
     if order.state == target:
         _note(session, order, ev, "webhook.already", now)
         return "already_in_state"
-    try:
-        transition(session, order, target, cause="webhook", detail=_detail(ev), now=now)
-    except IllegalTransition:
+    steps = steps_to(State(order.state), target)
+    if not steps:
         _note(session, order, ev, "webhook.ignored", now)
         log.warning("webhook.ignored", ff_event=ev.event, state=order.state,
                     order_id=order.order_id)
         return "ignored"
+    for step in steps:
+        implied = step != target
+        detail = {**_detail(ev), "impliedBy": ev.event} if implied else _detail(ev)
+        transition(session, order, step, cause="webhook", detail=detail, now=now)
+        if implied:
+            order.ff_status = "APPROVED"
     order.ff_status = FF_STATUS.get(ev.event or "", order.ff_status)
     return "applied"
 

@@ -95,7 +95,10 @@ class Envelope:
 def _text(raw: dict[str, Any], name: str, limit: int) -> str | None:
     value = raw.get(name)
     if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip().replace("\x00", "")[:limit]
+        # A JSON "\ud800" escape decodes to a lone surrogate, which no database can store,
+        # and PostgreSQL text cannot hold NUL: both are dropped from the indexed copies.
+        text = str(value).encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+        return text.strip()[:limit] or None
     return None
 
 

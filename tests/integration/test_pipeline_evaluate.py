@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.audit import audit
 from tests.factories import make_valid_decline
-from tests.integration.test_pipeline_faults import EVALUATED, audit, submit
+from tests.integration.test_pipeline_faults import EVALUATED, submit
 from tests.pipeline import running_stack
 from worker.db.models import Attempt, Order
 from worker.evaluate import evaluate_order

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.audit import audit
 from tests.factories import make_valid_decline
 from tests.pipeline import Stack, running_stack, wait_until
 from worker.api import create_app
@@ -29,16 +30,6 @@ def submit(stack: Stack, count: int, prefix: str) -> list[str]:
     results = resp.json()["results"]
     assert all(r["accepted"] for r in results)
     return [r["orderId"] for r in results]
-
-
-def audit(stack: Stack, accepted: list[str]) -> None:
-    """Every accepted decline reached FlexFactor exactly once as an order, and was recorded."""
-    ledger = stack.ledger()
-    assert ledger["distinct_orders"] == len(accepted), ledger
-    assert ledger["flexfactor_orders_per_order_id_max"] == 1
-    sandbox_ids = {o["orderId"] for o in stack.sandbox_orders()}
-    assert sandbox_ids == set(accepted), "a decline is missing at FlexFactor or one is extra"
-    assert stack.count(*EVALUATED) == len(accepted)
 
 
 def wipe_broker(stack: Stack) -> None:
