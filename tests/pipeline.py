@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from worker.orders import State
 from worker.runtime import Runtime
 from worker.sandbox.config import SandboxConfig
 from worker.sandbox.server import running_sandbox
+from worker.sandbox.testing import wait_for
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -31,14 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.25) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+    try:
+        return wait_for(check, timeout=timeout, every=every, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @dataclass

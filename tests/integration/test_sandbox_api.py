@@ -11,7 +11,7 @@ import pytest
 
 from worker.sandbox import SandboxConfig, running_sandbox
 from worker.sandbox.config import DEFAULT_MID
-from worker.sandbox.testing import evaluate_body
+from worker.sandbox.testing import api_client, control_client, evaluate_body
 
 CREDS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
 
@@ -24,17 +24,13 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture
 def control(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url.removesuffix("/v1") + "/_sandbox") as ctl:
-        ctl.post("/reset")
-        original = ctl.get("/config").json()
+    with control_client(base_url) as ctl:
         yield ctl
-        ctl.post("/config", json=original)
 
 
 @pytest.fixture
 def api(base_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    token = httpx.post(f"{base_url}/oauth2/token", json=CREDS).json()["accessToken"]
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+    with api_client(base_url) as client:
         yield client
 
 

@@ -19,6 +19,7 @@ from worker.sandbox.config import DEFAULT_WEBHOOK_KEY_B64
 from worker.sandbox.testing import (
     Received,
     WebhookReceiver,
+    api_client,
     evaluate_body,
     wait_for,
     webhook_receiver,
@@ -64,8 +65,7 @@ def control(base_url: str, receiver: WebhookReceiver) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def api(base_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    token = httpx.post(f"{base_url}/oauth2/token", json=CREDS).json()["accessToken"]
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+    with api_client(base_url) as client:
         yield client
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
+import httpx
+
 from worker.sandbox.config import DEFAULT_MID
 
 T = TypeVar("T")
@@ -56,7 +58,8 @@ def evaluate_body(order_id: str, amount: int = 1999, **overrides: Any) -> dict[s
     return body
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 10.0, every: float = 0.02) -> T:
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, every: float = 0.02,
+             what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -64,8 +67,29 @@ def wait_for(check: Callable[[], T | None], timeout: float = 10.0, every: float 
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+CREDENTIALS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
+
+
+@contextmanager
+def control_client(base_url: str) -> Iterator[httpx.Client]:
+    """A client of the sandbox's ``/_sandbox`` routes, reset first; its config restored after."""
+    with httpx.Client(base_url=base_url.removesuffix("/v1") + "/_sandbox") as ctl:
+        ctl.post("/reset")
+        original = ctl.get("/config").json()
+        yield ctl
+        ctl.post("/config", json=original)
+
+
+@contextmanager
+def api_client(base_url: str) -> Iterator[httpx.Client]:
+    """A client of the sandbox's API with a fresh bearer token (default credentials)."""
+    token = httpx.post(f"{base_url}/oauth2/token", json=CREDENTIALS).json()["accessToken"]
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
 
 
 @dataclass
