@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import or_, update
+from sqlalchemy import Row, or_, text, update
 from sqlalchemy.orm import Session
 
 from worker import attempts
@@ -36,32 +36,41 @@ def claimable_states(mode: str) -> list[State]:
 
 
 def claim(session: Session, order_pk: int, owner: str, now: datetime, lease_s: int,
-          mode: str) -> bool:
-    """Compare-and-set claim: True if this caller now owns the order for ``lease_s``."""
-    result = session.execute(
+          mode: str) -> Row[Any] | None:
+    """Compare-and-set claim: the claimed order's (orderId, decline, expiry, mode), or None if
+    someone else has it or it needs no evaluation (one statement, no separate read)."""
+    return session.execute(
         update(Order)
         .where(Order.id == order_pk, Order.state.in_(claimable_states(mode)))
         .where(or_(Order.claimed_until.is_(None), Order.claimed_until < now))
         .values(claimed_until=now + timedelta(seconds=lease_s), claim_owner=owner)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(Order.order_id, Order.decline, Order.expiry_at, Order.mode),
+        execution_options={"synchronize_session": False},
+    ).first()
+
+
+def commit_relaxed(session: Session) -> None:
+    """Commit without waiting for the WAL flush (PostgreSQL). Only for the claim: losing it in
+    a database crash just frees the order for another try with the same orderId."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    session.commit()
 
 
 def evaluate_order(rt: Runtime, order_pk: int, *, owner: str) -> str | None:
     """Claim, call /evaluate, record; returns the order's new state, or None if not claimed."""
     settings = rt.settings
     with rt.sessions() as session:
-        if not claim(session, order_pk, owner, utcnow(), settings.claim_lease_s,
-                     settings.flexfactor_mode):
+        row = claim(session, order_pk, owner, utcnow(), settings.claim_lease_s,
+                    settings.flexfactor_mode)
+        if row is None:
             session.rollback()
             log.info("evaluate.not_claimed", order_pk=order_pk)
             return None
-        session.commit()
-        order = session.get(Order, order_pk)
-        assert order is not None
-        payload = evaluate_payload(order.decline, expiry_at=as_utc(order.expiry_at),
-                                   settings=settings, mode=order.mode)
-        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+        commit_relaxed(session)
+    order_id, decline, expiry_at, mode = tuple(row)
+    payload = evaluate_payload(decline, expiry_at=as_utc(expiry_at), settings=settings, mode=mode)
+    structlog.contextvars.bind_contextvars(order_id=order_id)
     response, error, records = _call(rt, payload)
     with rt.sessions() as session:
         # Row lock: a webhook for this order may be being applied at this very moment.

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from worker.db.bulk import insert_rows
@@ -147,22 +148,23 @@ def start_suppression(session: Session, order: Order, now: datetime) -> None:
 
 
 def _sync_suppression(session: Session, order: Order, now: datetime) -> None:
-    sup = session.get(Suppression, order.id)
-    if sup is None:
-        return
+    # Plain UPDATEs, no load: this runs on every transition of every order (the hot path).
     state = State(order.state)
-    if state in RETRY_ALLOWED and sup.lifted_at is None:
-        sup.lifted_at = now
-        sup.reason = state.lower()
-    elif state not in RETRY_ALLOWED:
-        sup.lifted_at = None
-        sup.reason = "paid" if state in FINAL else "rescue_in_progress"
+    row = update(Suppression).where(Suppression.order_pk == order.id)
+    if state in RETRY_ALLOWED:
+        stmt = row.where(Suppression.lifted_at.is_(None)).values(lifted_at=now,
+                                                                  reason=state.lower())
+    else:
+        stmt = row.values(lifted_at=None,
+                          reason="paid" if state in FINAL else "rescue_in_progress")
+    session.execute(stmt, execution_options={"synchronize_session": False})
     _note_changed(session, order)
 
 
 def _note_changed(session: Session, order: Order) -> None:
-    # Collected here, pushed to the Redis suppression cache after commit (worker.suppression).
-    session.info.setdefault("suppression_changed", set()).add(order.order_id)
+    # Collected here, pushed to the Redis suppression cache after commit (worker.suppression),
+    # computed from the order itself so the refresh costs no query.
+    session.info.setdefault("suppression_orders", {})[order.order_id] = order
 
 
 def record_events_bulk(session: Session, order_pks: list[int], *, cause: str,

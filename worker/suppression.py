@@ -142,6 +142,16 @@ def _cache_put(cache: redis.Redis, answer: Answer, now: datetime) -> None:
 def commit_and_refresh(session: Session, cache: redis.Redis | None) -> None:
     """Commit, then refresh the cached answers the transaction changed."""
     changed: set[str] = session.info.pop("suppression_changed", set())
+    orders: dict[str, Order] = session.info.pop("suppression_orders", {})
     session.commit()
-    if changed:
-        refresh(session, cache, changed)
+    if cache is None:
+        return
+    now = utcnow()
+    if orders:  # the order objects in hand answer without a query (until = expiry_at)
+        pipe = cache.pipeline(transaction=False)
+        for order_id, order in orders.items():
+            _cache_put(pipe, decide(order, None, now, order_id), now)
+        with contextlib.suppress(redis.RedisError):
+            pipe.execute()
+    if changed - orders.keys():
+        refresh(session, cache, changed - orders.keys())

@@ -9,8 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -72,7 +71,8 @@ def submit(rt: Runtime, n: int, prefix: str = "w") -> list[int]:
 
 def test_the_window_is_a_minute_of_work_at_the_rate_limit_and_at_least_100() -> None:
     def window(**values: Any) -> int:
-        return dispatch_window(cast(Settings, SimpleNamespace(**values)))
+        return dispatch_window(Settings(FLEXFACTOR_RATE_LIMIT=values["flexfactor_rate_limit"],
+                                        FLEXMIT_DISPATCH_WINDOW=values.get("dispatch_window")))
 
     assert window(flexfactor_rate_limit=1) == 100
     assert window(flexfactor_rate_limit=10) == 600

@@ -56,7 +56,7 @@ def json_lines(values: list[Any]) -> str:
 
 
 CONTENT = (st.binary(max_size=400)
-           | csv_text().map(lambda t: t.encode("utf-8", "surrogateescape"))
+           | csv_text().map(lambda t: t.encode("utf-8", "surrogatepass"))
            | st.lists(JSON | st.just(make_valid_decline()), max_size=5)
            .map(lambda vs: json_lines(vs).encode("utf-8", "surrogatepass"))
            | st.lists(JSON, max_size=4).map(lambda vs: json.dumps({"declines": vs}).encode()))
