@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -34,6 +35,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+_PENDING = text("state = 'PENDING'")
+_RESEND = text("state IN ('QUEUED', 'UNKNOWN')")
+_QUEUED = text("state = 'QUEUED'")
 
 
 class Order(Base):
@@ -73,6 +79,14 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_state_next_check_at", "state", "next_check_at"),
         Index("ix_orders_updated_at", "updated_at"),
+        # Partial indexes for the sweeps: each reads only the few rows in its state, in
+        # next_check_at order, and stops at its batch limit however large the table grows.
+        Index("ix_orders_pending_due", "next_check_at", postgresql_where=_PENDING,
+              sqlite_where=_PENDING),
+        Index("ix_orders_resend_due", "next_check_at", postgresql_where=_RESEND,
+              sqlite_where=_RESEND),
+        Index("ix_orders_queued_dispatched", "dispatched_at", postgresql_where=_QUEUED,
+              sqlite_where=_QUEUED),
     )
 
 
