@@ -253,7 +253,23 @@ def accept_declines(runtime: Runtime, raws: Sequence[object], *, source: str,
             session.close()
     if outcome.dispatch_pks:
         send_evaluate(runtime.celery, outcome.dispatch_pks)
+    count_outcome(outcome, source)
     return outcome
+
+
+def count_outcome(outcome: BatchOutcome, source: str) -> None:
+    """Intake metrics, the same for every door (HTTP, CLI, queue)."""
+    from worker.metrics import DECLINES_ACCEPTED, DECLINES_DUPLICATE, DECLINES_REJECTED
+
+    for result in outcome.results:
+        if result.duplicate:
+            DECLINES_DUPLICATE.labels(source).inc()
+        elif result.accepted:
+            DECLINES_ACCEPTED.labels(source).inc()
+        else:
+            for field in result.errors:
+                DECLINES_REJECTED.labels(source, field.split(".")[0]).inc()
+
 
 
 def accept_body(runtime: Runtime, body: object, *, source: str,

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from worker.api.deps import Protected, RuntimeDep
 from worker.intake import parse_declines_body, redact_pans
-from worker.intake_store import BatchOutcome, accept_declines, store_body_reject
-from worker.metrics import DECLINES_ACCEPTED, DECLINES_DUPLICATE, DECLINES_REJECTED
+from worker.intake_store import accept_declines, store_body_reject
+from worker.metrics import DECLINES_REJECTED
 
 router = APIRouter(prefix="/v1", dependencies=Protected)
 MAX_BATCH = 10_000
@@ -35,7 +35,6 @@ async def post_declines(request: Request, rt: RuntimeDep) -> JSONResponse:
         DECLINES_REJECTED.labels("http", "body").inc()
         return JSONResponse({"detail": message, "errors": {"body": [message]}}, status_code=422)
     outcome = await run_in_threadpool(accept_declines, rt, items, source="http")
-    _count(outcome, "http")
     return JSONResponse({"results": [r.wire() for r in outcome.results]}, status_code=202)
 
 
@@ -44,14 +43,3 @@ def _redacted_text(raw: bytes) -> Any:
         return redact_pans(json.loads(raw))
     except ValueError:
         return redact_pans(raw.decode("utf-8", errors="replace")[:100_000])
-
-
-def _count(outcome: BatchOutcome, source: str) -> None:
-    for result in outcome.results:
-        if result.duplicate:
-            DECLINES_DUPLICATE.labels(source).inc()
-        elif result.accepted:
-            DECLINES_ACCEPTED.labels(source).inc()
-        else:
-            for field in result.errors:
-                DECLINES_REJECTED.labels(source, field.split(".")[0]).inc()
