@@ -21,7 +21,7 @@ from worker.db.models import Order
 from worker.orders import State
 from worker.runtime import Runtime
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.server import running_sandbox
+from worker.sandbox.server import sandbox_process
 from worker.sandbox.testing import wait_for
 from worker.settings import Settings
 
@@ -158,7 +158,9 @@ def running_stack(database_url: str, shared: tuple[str, str], logs: Path,
                   sandbox: SandboxConfig | None = None, **overrides: Any) -> Iterator[Stack]:
     """A sandbox (in this process, over HTTP) plus whatever processes the test starts."""
     with ExitStack() as stack:
-        base = stack.enter_context(running_sandbox(sandbox or SandboxConfig()))
+        # Its own process, as FlexFactor is: its clock and rate window see arrivals unskewed.
+        base = stack.enter_context(sandbox_process(sandbox or SandboxConfig(),
+                                                   log_path=str(logs / "sandbox.log")))
         settings = stack_settings(database_url, shared[0], shared[1], base, **overrides)
         runtime = Runtime(settings)
         stack.callback(runtime.close)

@@ -37,6 +37,12 @@ __all__ = [
 _US = 1_000_000
 # Keys outlive the instant they describe by this much; after it they mean "no constraint".
 _EXPIRY_SLACK_MS = 1000
+# A process that wakes this much after its slot (descheduled, a GC pause) does not use it:
+# requests would leave closer than the spacing, and a burst of them can exceed the limit in a
+# one-second window. It reserves a fresh slot instead (the stale one is simply left empty). With
+# FLEXMIT_RATE_HEADROOM 0.97 a window has ~30 ms of slack; this keeps lateness well inside it.
+LATE_TOLERANCE_S = 0.008
+MAX_LATE_RETRIES = 3  # a machine that is always late still sends, just less evenly
 
 # Every script takes the clock as its last ARGV: '' means "use Redis TIME" (the default, so
 # all hosts share one clock); a number is the caller's clock in microseconds.
@@ -97,19 +103,30 @@ def _acquire_loop(
     sleep: Callable[[float], None],
     max_wait_s: float,
 ) -> float:
-    """Reserve a slot, sleep until it; re-reserve if a 429 penalty arrived while we slept."""
-    waited = 0.0
+    """Reserve a slot, sleep until it; re-reserve if a 429 penalty arrived while we slept, or
+    if we woke too late to use the slot (see ``LATE_TOLERANCE_S``)."""
+    waited, late_retries = 0.0, 0
     while True:
         admitted, wait = reserve(max_wait_s - waited)
         if not admitted:
             raise RateLimitWaitTooLong(waited + wait)
         if wait > 0:
-            sleep(wait)
+            lateness = _sleep_measured(sleep, wait)
             waited += wait
+            if lateness > LATE_TOLERANCE_S and late_retries < MAX_LATE_RETRIES:
+                late_retries += 1
+                continue  # sending now would crowd the next process's slot: take a fresh one
         # Our slot was fixed before any penalty that came in during the sleep; honour it.
         # An immediate slot (no sleep) needs no re-check: it was granted against current state.
         if wait <= 0 or blocked_for() <= 0:
             return waited
+
+
+def _sleep_measured(sleep: Callable[[float], None], wait: float) -> float:
+    """Sleep ``wait`` seconds; return how much later than asked we woke up."""
+    started = time.monotonic()
+    sleep(wait)
+    return time.monotonic() - started - wait
 
 
 class RedisGcraLimiter:

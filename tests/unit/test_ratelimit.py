@@ -259,3 +259,20 @@ def test_rate_must_be_positive(tmp_path: Path, client: redis.Redis) -> None:
         FileGcraLimiter(tmp_path, rate_per_s=0)
     with pytest.raises(ValueError):
         RedisGcraLimiter(client, rate_per_s=-1)
+
+
+def test_a_late_wakeup_takes_a_fresh_slot_instead_of_crowding_the_next(tmp_path: Path) -> None:
+    """A process descheduled past its slot must not send right behind the next one: it
+    reserves a new slot, so requests never leave closer than the spacing allows."""
+    calls: list[float] = []
+
+    def oversleeping(seconds: float) -> None:  # the first sleep overruns by 40 ms
+        calls.append(seconds)
+        time.sleep(seconds + (0.04 if len(calls) == 1 else 0.0))
+
+    limiter = FileGcraLimiter(tmp_path, rate_per_s=10, sleep=oversleeping)
+    assert limiter.acquire() == 0.0  # first slot: now
+    limiter.acquire()  # second slot (+100 ms) is missed by 40 ms: a third is reserved
+    assert len(calls) == 2
+    assert calls[0] == pytest.approx(0.1, abs=0.02)
+    assert calls[1] == pytest.approx(0.06, abs=0.02)  # the fresh slot, 200 ms after the first
