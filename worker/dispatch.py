@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.celeryconfig import QUEUE
-from worker.db.models import Order
+from worker.db.models import Order, state_is
 from worker.orders import State, utcnow
 from worker.settings import Settings
 from worker.taskrepr import ids_argsrepr
@@ -61,7 +61,7 @@ def in_flight(session: Session, now: datetime | None = None) -> int:
     now = now or utcnow()
     return session.scalar(
         select(func.count()).select_from(Order)
-        .where(Order.state == State.QUEUED, Order.dispatched_at.is_not(None))
+        .where(state_is(State.QUEUED), Order.dispatched_at.is_not(None))
         .where(or_(Order.claimed_until.is_(None), Order.claimed_until < now))
     ) or 0
 
@@ -95,7 +95,7 @@ def _resend_query(session: Session, settings: Settings, now: datetime, limit: in
         states.append(State.PENDING)  # sync MIT: flexmit re-sends on its own ladder
     return (
         select(Order.id, Order.dispatched_at)
-        .where(Order.state.in_(states), Order.next_check_at <= now, _unclaimed(now))
+        .where(state_is(*states), Order.next_check_at <= now, _unclaimed(now))
         .where(or_(Order.state != State.QUEUED, Order.dispatched_at < stale))
         .order_by(Order.next_check_at, Order.id)
         .limit(limit)

@@ -24,7 +24,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from worker import attempts
-from worker.db.models import Order
+from worker.db.models import Order, state_is
 from worker.dispatch import mark_dispatched, redispatch_grace, send_tasks
 from worker.evaluate_result import ladder_delay, store_attempts
 from worker.metrics import RECONCILE_DISAGREEMENTS, RECONCILE_POLLS
@@ -132,7 +132,7 @@ def is_final_check(order: Order, now: datetime) -> bool:
 
 
 def _due(now: datetime) -> Any:
-    return (Order.state == State.PENDING, Order.mode == "managed", Order.next_check_at <= now,
+    return (state_is(State.PENDING), Order.mode == "managed", Order.next_check_at <= now,
             or_(Order.claimed_until.is_(None), Order.claimed_until < now))
 
 

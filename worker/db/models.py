@@ -16,9 +16,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -81,8 +83,11 @@ class Order(Base):
         Index("ix_orders_updated_at", "updated_at"),
         # Partial indexes for the sweeps: each reads only the few rows in its state, in
         # next_check_at order, and stops at its batch limit however large the table grows.
-        Index("ix_orders_pending_due", "next_check_at", postgresql_where=_PENDING,
-              sqlite_where=_PENDING),
+        # PostgreSQL: covering, so the stale-PENDING sweep is an index-only scan in
+        # next_check_at order that stops at its LIMIT (a bitmap scan would read every due row).
+        Index("ix_orders_pending_due", "next_check_at", "id", postgresql_where=_PENDING,
+              sqlite_where=_PENDING,
+              postgresql_include=["mode", "claimed_until", "dispatched_at"]),
         Index("ix_orders_resend_due", "next_check_at", postgresql_where=_RESEND,
               sqlite_where=_RESEND),
         Index("ix_orders_queued_dispatched", "dispatched_at", postgresql_where=_QUEUED,
@@ -196,3 +201,14 @@ class BillingPush(Base):
     claim_owner: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_billing_pushes_due", "delivered_at", "next_attempt_at"),)
+
+
+def state_is(*states: str) -> ColumnElement[bool]:
+    """``orders.state`` equal to / in constant ``states``, written as SQL literals: a bound
+    parameter would keep PostgreSQL's cached generic plans from using the partial indexes."""
+    from worker.orders import State  # the state machine imports these models
+
+    literals: list[ColumnElement[str]] = [literal_column(f"'{State(s).value}'") for s in states]
+    if len(literals) == 1:
+        return Order.state == literals[0]
+    return Order.state.in_(literals)
