@@ -105,26 +105,11 @@ def _resend_query(session: Session, settings: Settings, now: datetime, limit: in
 def _window_query(now: datetime, room: int) -> Any:
     return (
         select(Order.id, Order.dispatched_at)
-        .where(Order.state == State.QUEUED, Order.dispatched_at.is_(None))
+        .where(state_is(State.QUEUED), Order.dispatched_at.is_(None))
         .where(Order.next_check_at <= now, _unclaimed(now))
         .order_by(Order.next_check_at, Order.id)
         .limit(room)
     )
-
-
-def due_for_evaluate(session: Session, settings: Settings, now: datetime,
-                     limit: int = SWEEP_BATCH) -> list[int]:
-    """Ids of orders whose evaluate message should be re-sent now, oldest first: re-checks
-    (UNKNOWN, sync PENDING) and QUEUED orders whose message looks lost. Never-dispatched
-    QUEUED orders are not here: ``due_for_window`` hands them out as the window allows."""
-    return [pk for pk, _ in session.execute(_resend_query(session, settings, now, limit))]
-
-
-def due_for_window(session: Session, now: datetime, room: int) -> list[int]:
-    """Up to ``room`` never-dispatched QUEUED orders that are due, oldest first."""
-    if room <= 0:
-        return []
-    return [pk for pk, _ in session.execute(_window_query(now, room))]
 
 
 def mark_dispatched(session: Session, order_pks: list[int], now: datetime) -> list[int]:
