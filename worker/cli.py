@@ -12,7 +12,31 @@ from rich.console import Console
 from worker.settings import get_settings
 
 
-@click.group()
+class _Flexmit(click.Group):
+    """Database trouble is an operator's message, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            hint = _schema_hint()
+            first = str(exc.orig).strip().splitlines()[0][:200] if str(exc.orig).strip() else ""
+            reason = hint or f"the database is not usable: {first or type(exc.orig).__name__}"
+            raise click.ClickException(reason) from exc
+
+
+def _schema_hint() -> str | None:
+    from worker.db.migrate import pending_revision
+
+    try:
+        return pending_revision(get_settings().database_url)
+    except Exception:  # the database cannot even be reached: the caller says so
+        return None
+
+
+@click.group(cls=_Flexmit)
 def main() -> None:
     """flexmit: hand same-day subscription declines to FlexFactor and follow them to the end."""
 
@@ -35,6 +59,7 @@ def api(host: str, port: int) -> None:
     import uvicorn
 
     from worker.api import create_app
+    from worker.db.migrate import pending_revision
     from worker.logging import configure_logging
 
     settings = get_settings()
@@ -43,6 +68,8 @@ def api(host: str, port: int) -> None:
         app = create_app(settings)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if (problem := pending_revision(settings.database_url)) is not None:
+        raise click.ClickException(problem)  # every route would fail: refuse to start
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
