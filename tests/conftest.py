@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -28,6 +29,8 @@ from worker.db.session import normalize_url
 TEST_DB = os.environ.get("FLEXMIT_TEST_DATABASE_URL", "")
 TEST_REDIS = os.environ.get("FLEXMIT_TEST_REDIS_URL", "")
 TEST_TOKEN = "test-intake-token-0123456789"
+# Unit tests of the Redis-backed pieces use unique keys (never a flush) in this database.
+UNIT_REDIS_URL = TEST_REDIS or "redis://127.0.0.1:6379/15"
 
 
 def _create_pg_database(admin_url: str) -> tuple[str, str]:
@@ -74,3 +77,17 @@ def shared_urls(tmp_path: Path) -> tuple[str, str]:
     state.mkdir()
     broker.mkdir()
     return f"file://{state}", f"filesystem://{broker}"
+
+
+@pytest.fixture
+def unit_redis() -> Iterator[Any]:
+    """A real Redis connection for unit tests of the Redis-backed pieces (unique keys)."""
+    import redis
+
+    conn = redis.Redis.from_url(UNIT_REDIS_URL)
+    try:
+        conn.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {UNIT_REDIS_URL}")
+    yield conn
+    conn.close()

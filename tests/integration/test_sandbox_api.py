@@ -11,7 +11,7 @@ import pytest
 
 from worker.sandbox import SandboxConfig, running_sandbox
 from worker.sandbox.config import DEFAULT_MID
-from worker.sandbox.testing import api_client, control_client, evaluate_body
+from worker.sandbox.testing import evaluate_body
 
 CREDS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
 
@@ -20,18 +20,6 @@ CREDS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
 def base_url() -> Iterator[str]:
     with running_sandbox(SandboxConfig(resolve_after_s=30)) as url:
         yield url
-
-
-@pytest.fixture
-def control(base_url: str) -> Iterator[httpx.Client]:
-    with control_client(base_url) as ctl:
-        yield ctl
-
-
-@pytest.fixture
-def api(base_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    with api_client(base_url) as client:
-        yield client
 
 
 def evaluate(api: httpx.Client, order_id: str, amount: int = 1910, **kw: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from worker.sandbox import SandboxConfig, running_sandbox
-from worker.sandbox.testing import api_client, control_client, evaluate_body
+from worker.sandbox.testing import evaluate_body
 
 CREDS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
 
@@ -17,18 +17,6 @@ CREDS = {"AppKey": "sandbox-key", "AppSecret": "sandbox-secret"}
 def base_url() -> Iterator[str]:
     with running_sandbox(SandboxConfig(resolve_after_s=30, rate_limit=0, slow_reply_s=1.0)) as url:
         yield url
-
-
-@pytest.fixture
-def control(base_url: str) -> Iterator[httpx.Client]:
-    with control_client(base_url) as ctl:
-        yield ctl
-
-
-@pytest.fixture
-def api(base_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    with api_client(base_url) as client:
-        yield client
 
 
 def test_over_the_limit_is_429_with_retry_after(api: httpx.Client, control: httpx.Client) -> None:

@@ -19,7 +19,6 @@ from worker.sandbox.config import DEFAULT_WEBHOOK_KEY_B64
 from worker.sandbox.testing import (
     Received,
     WebhookReceiver,
-    api_client,
     evaluate_body,
     wait_for,
     webhook_receiver,
@@ -63,10 +62,6 @@ def control(base_url: str, receiver: WebhookReceiver) -> Iterator[httpx.Client]:
         ctl.post("/config", json=original)
 
 
-@pytest.fixture
-def api(base_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    with api_client(base_url) as client:
-        yield client
 
 
 def _b64(raw: bytes) -> str:

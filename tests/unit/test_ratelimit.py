@@ -7,7 +7,6 @@ per test, deleted afterwards; the server is shared, so never FLUSHDB/FLUSHALL he
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import threading
 import time
 import uuid
@@ -19,11 +18,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import UNIT_REDIS_URL as REDIS_URL
 from worker.protocols import RateLimiter, RateLimitWaitTooLong
 from worker.ratelimit import FileGcraLimiter, RedisGcraLimiter, make_limiter
 from worker.settings import Settings
 
-REDIS_URL = os.environ.get("FLEXMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LIMIT = 100.0  # what "FlexFactor" allows per second in these tests
 # The margin production gets from FLEXMIT_RATE_HEADROOM; a wider one here (0.9 -> ~110 ms per
 # second) keeps the sliding-window assertion stable on a busy 2-core CI box, where one late
@@ -34,14 +33,8 @@ N = 100
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    yield conn
-    conn.close()
+def client(unit_redis: redis.Redis) -> redis.Redis:
+    return unit_redis
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import fakeredis
 import pytest
 import redis
 
+from tests.conftest import UNIT_REDIS_URL as REDIS_URL
 from worker.protocols import CachedToken, TokenCache
 from worker.settings import Settings
 from worker.sharedstate import (
@@ -24,22 +24,14 @@ from worker.sharedstate import (
     state_dir,
 )
 
-REDIS_URL = os.environ.get("FLEXMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
 
 def _in(seconds: float) -> int:
     return int((time.time() + seconds) * 1000)
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    yield conn
-    conn.close()
+def client(unit_redis: redis.Redis) -> redis.Redis:
+    return unit_redis
 
 
 @pytest.fixture
