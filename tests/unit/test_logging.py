@@ -82,6 +82,11 @@ def test_redact_text_masks_pans(text: str) -> None:
         "amount 123456789012",
         "2023-03-20 17:16:40",
         "id 12345678901234567890123",
+        # dates inside order ids (groups of 1-2 digits do not join a card-number window)
+        "order inv-2026-11-25-000012 recorded",
+        # a duration's fraction digits; a run starting with 0 (no issuer number does)
+        "succeeded in 0.1234567890123452s",
+        "ref 0378282246310005",
     ],
 )
 def test_redact_text_keeps_non_pans(text: str) -> None:
