@@ -106,3 +106,38 @@ def test_fetch_lock_excludes_a_second_holder() -> None:
         worker.start()
         assert not entered.wait(0.05)
     assert entered.wait(1.0)
+
+
+class CountingCache(InMemoryTokenCache):
+    """The shared cache, counting reads (Redis round trips in production)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self) -> CachedToken | None:
+        self.reads += 1
+        return super().get()
+
+
+def test_a_process_reads_the_shared_token_at_most_once_per_reuse_period() -> None:
+    from worker.flexfactor.tokens import LOCAL_REUSE_S
+
+    clock = Clock()
+    cache = CountingCache()
+    tokens = TokenProvider(Fetcher(clock), cache, refresh_margin_s=60, clock=clock)
+    assert {tokens.get() for _ in range(100)} == {"token-1"}
+    reads = cache.reads
+    assert reads <= 3  # the fetch (twice, under the lock) and nothing per call
+    # Another process renewed the shared token: seen once the reuse period is over.
+    cache.set(CachedToken("token-from-elsewhere", int((clock.now + 600) * 1000)))
+    assert tokens.get() == "token-1"
+    clock.now += LOCAL_REUSE_S + 0.1
+    assert tokens.get() == "token-from-elsewhere" and cache.reads == reads + 1
+
+
+def test_renew_after_a_401_never_hands_back_the_rejected_token() -> None:
+    tokens, fetch, _, _ = provider()
+    assert tokens.get() == "token-1"
+    assert tokens.renew("token-1") == "token-2" and fetch.count == 2
+    assert tokens.get() == "token-2"

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from worker.protocols import CachedToken, TokenCache
 
 DEFAULT_REFRESH_MARGIN_S = 60.0
+LOCAL_REUSE_S = 5.0  # how long a process reuses the shared token before reading it again
 
 
 class InMemoryTokenCache:
@@ -65,6 +66,10 @@ class TokenProvider:
         self._cache = cache
         self._margin_s = refresh_margin_s
         self._clock = clock
+        # The last token read from the shared cache, reused for LOCAL_REUSE_S: a busy worker
+        # makes hundreds of calls a second and need not ask Redis for the token before each.
+        self._local: CachedToken | None = None
+        self._local_until = 0.0
 
     def get(self) -> str:
         """A token valid for at least ``refresh_margin_s`` more seconds (fetching if needed)."""
@@ -81,13 +86,20 @@ class TokenProvider:
 
     def renew(self, bad_token: str) -> str:
         """After a 401 with ``bad_token``: drop it (if still cached) and return a good token."""
+        self._local = None
         self._cache.invalidate(bad_token)
         return self.get()
 
     def _fresh(self) -> str | None:
+        now = self._clock()
+        if self._local is not None and now < self._local_until and self._usable(self._local, now):
+            return self._local.access_token
         cached = self._cache.get()
-        if cached is None:
+        if cached is None or not self._usable(cached, now):
+            self._local = None
             return None
-        if cached.expires_ms / 1000.0 - self._clock() < self._margin_s:
-            return None
+        self._local, self._local_until = cached, now + LOCAL_REUSE_S
         return cached.access_token
+
+    def _usable(self, token: CachedToken, now: float) -> bool:
+        return token.expires_ms / 1000.0 - now >= self._margin_s
