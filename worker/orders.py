@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from worker.db.bulk import insert_rows
@@ -113,7 +113,8 @@ def transition(session: Session, order: Order, to_state: State, *, cause: str,
         order.next_check_at = None
     record_event(session, order, cause=cause, detail=detail, from_state=previous,
                  to_state=to_state, now=now)
-    _sync_suppression(session, order, now)
+    if _window(previous) != _window(to_state):
+        _sync_suppression(session, order, now)
     if to_state in FINAL or previous in FINAL:
         queue_billing_push(session, order, previous, now)
     return previous
@@ -147,18 +148,49 @@ def start_suppression(session: Session, order: Order, now: datetime) -> None:
     _note_changed(session, order)
 
 
-def _sync_suppression(session: Session, order: Order, now: datetime) -> None:
-    # Plain UPDATEs, no load: this runs on every transition of every order (the hot path).
-    state = State(order.state)
-    row = update(Suppression).where(Suppression.order_pk == order.id)
+def _window(state: State) -> str:
+    """What a state means for billing's own retries: the suppression row and the answer to
+    "may I retry?" are a function of this alone (QUEUED -> PENDING changes neither)."""
     if state in RETRY_ALLOWED:
-        stmt = row.where(Suppression.lifted_at.is_(None)).values(lifted_at=now,
-                                                                  reason=state.lower())
-    else:
-        stmt = row.values(lifted_at=None,
-                          reason="paid" if state in FINAL else "rescue_in_progress")
-    session.execute(stmt, execution_options={"synchronize_session": False})
+        return "lifted"
+    return "paid" if state in FINAL else "suppressed"
+
+
+def _sync_suppression(session: Session, order: Order, now: datetime) -> None:
+    # Noted here, written at commit (``_write_suppressions``): one set-based UPDATE per kind
+    # of change, however many orders a transaction moved (the hot path of a batch).
+    session.info.setdefault(_SYNC, {})[order.id] = (State(order.state), now)
     _note_changed(session, order)
+
+
+_SYNC = "suppression_sync"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_suppressions(session: Session) -> None:
+    """Bring the suppression rows of the orders this transaction moved in step with their
+    new state: lifted for a state where billing may retry, open otherwise."""
+    pending: dict[int, tuple[State, datetime]] = session.info.pop(_SYNC, {})
+    groups: dict[tuple[bool, str], tuple[list[int], datetime]] = {}
+    for pk, (state, now) in pending.items():
+        lifted = state in RETRY_ALLOWED
+        reason = state.lower() if lifted else ("paid" if state in FINAL else "rescue_in_progress")
+        pks, at = groups.get((lifted, reason), ([], now))
+        pks.append(pk)
+        groups[(lifted, reason)] = (pks, max(at, now))
+    for (lifted, reason), (pks, at) in groups.items():
+        stmt = update(Suppression).where(Suppression.order_pk.in_(pks))
+        if lifted:
+            stmt = stmt.where(Suppression.lifted_at.is_(None)).values(lifted_at=at, reason=reason)
+        else:
+            stmt = stmt.values(lifted_at=None, reason=reason)
+        session.execute(stmt, execution_options={"synchronize_session": False})
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_suppressions(session: Session) -> None:
+    """A rolled-back transition leaves the suppression rows as they were."""
+    session.info.pop(_SYNC, None)
 
 
 def _note_changed(session: Session, order: Order) -> None:
