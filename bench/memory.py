@@ -59,7 +59,7 @@ def send(settings_env: dict[str, str], start: int, count: int) -> None:
     from worker.dispatch import send_evaluate
 
     celery = make_celery(settings_from(settings_env))
-    send_evaluate(celery, range(MISSING_PK + start, MISSING_PK + start + count))
+    send_evaluate(celery, range(MISSING_PK + start, MISSING_PK + start + count), batch=1)
 
 
 def drained(timeout: float) -> float:

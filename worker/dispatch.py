@@ -35,13 +35,17 @@ WINDOW_MIN = 100  # messages in flight at least, whatever the rate limit
 WINDOW_SECONDS = 60  # the window holds this much work at the rate limit
 
 
-def send_evaluate(celery: Celery, order_pks: Iterable[int]) -> int:
-    """Publish one evaluate message per order; returns how many were sent.
+def send_evaluate(celery: Celery, order_pks: Iterable[int], *, batch: int) -> int:
+    """Publish evaluate messages naming up to ``batch`` orders each (``evaluate_batch``);
+    returns how many orders were sent.
 
     A broker failure is logged, not raised: the orders are committed and due, so the sweep will
     send them later. Nothing is lost by a broker outage.
     """
-    return send_tasks(celery, EVALUATE_TASK, order_pks)
+    pks = [int(pk) for pk in order_pks]
+    groups = [pks[i:i + batch] for i in range(0, len(pks), max(batch, 1))]
+    sent = send_tasks(celery, EVALUATE_TASK, groups)
+    return sum(len(group) for group in groups[:sent])
 
 
 def dispatch_window(settings: Settings) -> int:
@@ -169,8 +173,9 @@ def due_for_action(session: Session, now: datetime, limit: int = SWEEP_BATCH) ->
     return list(session.scalars(query))
 
 
-def send_tasks(celery: Celery, task: str, order_pks: Iterable[int]) -> int:
-    """Publish ``task(order_pk)`` for each id; a dead broker is logged, the sweep retries."""
+def send_tasks(celery: Celery, task: str, order_pks: Iterable[int | list[int]]) -> int:
+    """Publish ``task(order_pk)`` for each id (or list of ids); returns messages sent. A dead
+    broker is logged, the sweep retries."""
     sent = 0
     try:
         with celery.producer_or_acquire() as producer:
@@ -201,7 +206,7 @@ def sweep_due(session_factory: sessionmaker[Session], celery: Celery, settings: 
         actions = due_for_action(session, now)
         session.commit()
     won = resent + fresh
-    sent = send_evaluate(celery, won) if won else 0
+    sent = send_evaluate(celery, won, batch=settings.evaluate_batch) if won else 0
     sent += send_tasks(celery, REMOTE_ACTION_TASK, actions) if actions else 0
     if won or actions:
         log.info("sweep.dispatched", evaluate=len(won), resent=len(resent), fresh=len(fresh),

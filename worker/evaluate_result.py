@@ -28,6 +28,10 @@ STATUS_MAP: dict[str, State] = {
 }
 
 
+class NotSent(Exception):
+    """Nothing was sent for this order (its batch stopped before its turn)."""
+
+
 def ladder_delay(ladder: list[int], step: int) -> timedelta:
     """The wait before try ``step`` (0-based); the last rung repeats."""
     return timedelta(seconds=ladder[min(step, len(ladder) - 1)])
@@ -113,7 +117,7 @@ def apply_error(session: Session, order: Order, error: Exception, settings: Sett
         order.last_error = detail
         _move(session, order, State.FAILED, "evaluate.rejected_by_flexfactor", detail, now)
     elif isinstance(error, ff.FlexFactorConnectionError | ff.FlexFactorRateLimited
-                    | ff.FlexFactorAuthError | RateLimitWaitTooLong):
+                    | ff.FlexFactorAuthError | RateLimitWaitTooLong | NotSent):
         # Nothing reached FlexFactor: the order keeps its state and is tried again soon.
         order.last_error = detail
         order.check_count += 1

@@ -252,7 +252,7 @@ def accept_declines(runtime: Runtime, raws: Sequence[object], *, source: str,
         finally:
             session.close()
     if outcome.dispatch_pks:
-        send_evaluate(runtime.celery, outcome.dispatch_pks)
+        send_evaluate(runtime.celery, outcome.dispatch_pks, batch=runtime.settings.evaluate_batch)
     count_outcome(outcome, source)
     return outcome
 

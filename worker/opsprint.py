@@ -53,7 +53,8 @@ def print_status(rt: Runtime, console: Console) -> None:
         console.print(f"queue depth: unknown ({queue['error']})")
     else:
         unacked = f", {queue['unacked']} unacked" if queue["unacked"] is not None else ""
-        console.print(f"queue depth: {queue['ready']} messages waiting in '{opsview.QUEUE}' "
+        plural = "" if queue["ready"] == 1 else "s"
+        console.print(f"queue depth: {queue['ready']} message{plural} waiting in '{opsview.QUEUE}' "
                       f"({queue['broker']} broker{unacked})")
     console.print(f"due now: {snap['due_now']} QUEUED/UNKNOWN orders")
     for state, found in snap["oldest"].items():

@@ -143,5 +143,5 @@ def requeue(rt: Runtime, sel: Selection, *, dry_run: bool = False,
             session.rollback()
         else:
             commit_and_refresh(session, rt.redis)
-    result.sent = send_evaluate(rt.celery, pks) if pks else 0
+    result.sent = send_evaluate(rt.celery, pks, batch=rt.settings.evaluate_batch) if pks else 0
     return result

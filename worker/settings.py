@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     rate_headroom: float = Field(0.97, gt=0, le=1, alias="FLEXMIT_RATE_HEADROOM")
     rate_max_wait_s: float = Field(30.0, gt=0, alias="FLEXMIT_RATE_MAX_WAIT_S")
     claim_lease_s: int = Field(120, gt=0, alias="FLEXMIT_CLAIM_LEASE_S")
+    # Orders named by one evaluate message: claimed and recorded together, one POST each.
+    evaluate_batch: int = Field(20, ge=1, le=100, alias="FLEXMIT_EVALUATE_BATCH")
     redispatch_after_s: int = Field(60, gt=0, alias="FLEXMIT_REDISPATCH_AFTER_S")
     # New orders allowed to wait in the broker at once (default: a minute at the rate limit,
     # at least 100); the rest wait as rows and the sweep sends them as the window drains.

@@ -20,13 +20,17 @@ from worker.logging import redact_text
 
 INTAKE_TASK = "flexmit.intake.declines"
 SHOWN_ORDER_IDS = 5
+SHOWN_IDS = 20
 _PLAIN_ID = re.compile(r"^[\w.:#/@+-]{1,100}$")
 # The one argument of each id-carrying task, named as in its signature (tasks/*.py).
 ID_LABELS = {"flexmit.webhook": "event_pk", "flexmit.push": "push_pk"}
 
 
-def ids_argsrepr(task: str, pk: int) -> str:
-    """``order_pk=123`` (or ``event_pk=7`` for a webhook): the argsrepr a producer sends."""
+def ids_argsrepr(task: str, pk: int | list[int]) -> str:
+    """``order_pk=123`` (or ``event_pk=7`` for a webhook, ``order_pks=[1, 2]`` for a batch):
+    the argsrepr a producer sends."""
+    if isinstance(pk, list):
+        return f"order_pks={_value(pk)}"
     return f"{ID_LABELS.get(task, 'order_pk')}={int(pk)}"
 
 
@@ -34,6 +38,9 @@ def _value(value: Any) -> str:
     # Numbers and flags are ids and counters; anything else might carry customer data.
     if value is None or isinstance(value, bool | int):
         return repr(value)
+    if isinstance(value, list) and all(type(v) is int for v in value):  # a batch of ids
+        more = f", +{len(value) - SHOWN_IDS}" if len(value) > SHOWN_IDS else ""
+        return f"[{', '.join(map(str, value[:SHOWN_IDS]))}{more}]"
     return f"<{type(value).__name__}>"
 
 

@@ -35,7 +35,7 @@ from tests.entrypoints_helpers import (
 )
 from tests.factories import make_valid_decline
 from worker.celeryconfig import make_celery
-from worker.dispatch import EVALUATE_TASK, send_tasks
+from worker.dispatch import EVALUATE_TASK, send_evaluate
 from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(180)
@@ -217,7 +217,7 @@ def test_flower_needs_auth_and_shows_order_ids_not_payloads(
     assert httpx.get(f"{base}/", auth=(user, password), timeout=5).status_code == 200
     worker = run_service("worker", compose, local, tmp_path, running)
     wait_for(lambda: " ready." in worker.text(), worker, timeout=STARTUP_S, what="worker ready")
-    _shows_evaluate_as_order_pk(base, compose, local, flower)
+    _shows_evaluate_as_order_ids(base, compose, local, flower)
     _hides_intake_payload(base, compose, local, flower)
     stops_cleanly(worker)
     stops_cleanly(flower)
@@ -227,7 +227,7 @@ def _settings(compose: dict[str, Any], local: Local) -> Settings:
     return Settings(**service_env(compose["services"]["worker"], local))
 
 
-def _shows_evaluate_as_order_pk(base: str, compose: dict[str, Any], local: Local,
+def _shows_evaluate_as_order_ids(base: str, compose: dict[str, Any], local: Local,
                                 flower: Proc) -> None:
     app = make_celery(_settings(compose, local))
     last_sent = [0.0]
@@ -235,7 +235,7 @@ def _shows_evaluate_as_order_pk(base: str, compose: dict[str, Any], local: Local
         # A message may go out before Flower's event consumer listens: resend every 2 s.
         def shown() -> dict[str, Any] | None:
             if time.monotonic() - last_sent[0] > 2:
-                assert send_tasks(app, EVALUATE_TASK, [424242]) == 1
+                assert send_evaluate(app, [424242, 424243], batch=20) == 2  # one message
                 last_sent[0] = time.monotonic()
             tasks = _flower_tasks(base).values()
             return next((t for t in tasks if t.get("name") == EVALUATE_TASK
@@ -243,7 +243,7 @@ def _shows_evaluate_as_order_pk(base: str, compose: dict[str, Any], local: Local
         task = wait_for(shown, flower, timeout=STARTUP_S, what="Flower to list flexmit.evaluate")
     finally:
         app.close()
-    assert task["args"] == "order_pk=424242" and task["kwargs"] == "{}"
+    assert task["args"] == "order_pks=[424242, 424243]" and task["kwargs"] == "{}"
 
 
 def _hides_intake_payload(base: str, compose: dict[str, Any], local: Local,

@@ -119,9 +119,10 @@ def test_a_full_run_logs_no_secret_and_carries_its_context(database_url: str,
     failed = [e for e in calls if (e.get("status_code") or 0) >= 400]
     assert failed, "the injected 503 should show up as a failed call"
     assert all(e["trace_id"] for e in failed)  # the sandbox sends traceId on every error
-    # ...and the rest of that task's lines carry it too (the 503 was retried, then recorded).
-    traced = {e["task_id"]: e["trace_id"] for e in failed}
-    later = [e for e in worker if e.get("task_id") in traced and e["event"] == "evaluate.recorded"]
-    assert later and all(e.get("trace_id") == traced[e["task_id"]] for e in later)
+    # ...and the later lines about that order carry it too (the 503 was retried, then recorded).
+    traced = {(e["task_id"], e["order_id"]): e["trace_id"] for e in failed}
+    later = [e for e in worker if (e.get("task_id"), e.get("order_id")) in traced
+             and e["event"] == "evaluate.recorded"]
+    assert later and all(e.get("trace_id") == traced[e["task_id"], e["order_id"]] for e in later)
     assert all(e.get("order_id") and e.get("task_id") for e in calls
                if e["route"] != "/oauth2/token")

@@ -45,7 +45,7 @@ def test_status_shows_states_queue_depth_oldest_and_limiter(
         database_url: str, shared_urls: tuple[str, str], tmp_path: Path) -> None:
     with running_stack(database_url, shared_urls, tmp_path) as stack:
         rt = stack.runtime
-        # No worker runs: the three evaluate messages wait in the broker.
+        # No worker runs: one evaluate message naming the three orders waits in the broker.
         accept_declines(rt, [make_valid_decline(orderId=f"st-{i}", amount=1010)
                              for i in range(3)],
                         source="http")
@@ -56,7 +56,7 @@ def test_status_shows_states_queue_depth_oldest_and_limiter(
     lines = {line.split("│")[1].strip(): line.split("│")[2].strip()
              for line in out.output.splitlines() if line.count("│") == 3}
     assert lines["QUEUED"] == "2" and lines["PENDING"] == "1" and lines["total"] == "3"
-    assert "queue depth: 3 messages waiting in 'flexmit'" in out.output
+    assert "queue depth: 1 message waiting in 'flexmit'" in out.output
     assert "due now: 2 QUEUED/UNKNOWN orders" in out.output
     assert "oldest QUEUED: st-" in out.output and "oldest PENDING: st-0 for" in out.output
     blocked = out.output.split("blocked for ")[1].split(" s")[0]

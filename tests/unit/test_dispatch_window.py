@@ -43,11 +43,11 @@ def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
 
 
 def sent_pks(rt: Runtime) -> list[int]:
-    """Order ids of the evaluate messages on the embedded broker, sorted (one per message)."""
+    """Order ids named by the evaluate messages on the embedded broker, sorted."""
     folder = Path(rt.settings.broker_url.removeprefix("filesystem://")) / "queue"
     msgs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.msg"))]
-    return sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in msgs
-                  if m["headers"]["task"] == "flexmit.evaluate")
+    return sorted(pk for m in msgs if m["headers"]["task"] == "flexmit.evaluate"
+                  for pk in json.loads(base64.b64decode(m["body"]))[0][0])
 
 
 def claim(rt: Runtime, pks: list[int]) -> None:

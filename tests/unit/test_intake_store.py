@@ -130,7 +130,7 @@ def test_wire_shows_duplicate_only_when_true() -> None:
     assert ItemResult("a", True, "QUEUED", duplicate=True).wire()["duplicate"] is True
 
 
-def test_accept_declines_commits_then_sends_one_message_per_new_order(
+def test_accept_declines_commits_then_sends_one_message_naming_the_new_orders(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(intake_store, "utcnow", lambda: NOW)
     good = make_valid_decline(NOW)
@@ -138,9 +138,9 @@ def test_accept_declines_commits_then_sends_one_message_per_new_order(
     messages = sent_messages(runtime)
     assert [m["headers"]["task"] for m in messages] == ["flexmit.evaluate"]
     args = json.loads(base64.b64decode(messages[0]["body"]))[0]
-    assert args == outcome.new_order_pks  # [the new order's pk]
+    assert args == [outcome.new_order_pks]  # one batch: [the new order's pk]
     with runtime.sessions() as s:  # committed before it was sent
-        assert s.get(Order, args[0]) is not None
+        assert s.get(Order, args[0][0]) is not None
     accept_declines(runtime, [good], source="cli")  # known: nothing new to send
     assert len(sent_messages(runtime)) == 1
 

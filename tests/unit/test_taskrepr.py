@@ -9,9 +9,14 @@ from worker.taskrepr import declines_argsrepr, ids_argsrepr, safe_reprs
 
 
 def test_producers_label_ids_by_task() -> None:
-    assert ids_argsrepr("flexmit.evaluate", 12) == "order_pk=12"
+    assert ids_argsrepr("flexmit.evaluate", [12, 13]) == "order_pks=[12, 13]"
     assert ids_argsrepr("flexmit.poll", 3) == "order_pk=3"
     assert ids_argsrepr("flexmit.webhook", 7) == "event_pk=7"
+
+
+def test_an_evaluate_batch_shows_its_first_ids_and_a_count() -> None:
+    shown = ids_argsrepr("flexmit.evaluate", list(range(1, 31)))
+    assert shown == f"order_pks=[{', '.join(map(str, range(1, 21)))}, +10]"
 
 
 def test_intake_shows_only_the_order_ids() -> None:
