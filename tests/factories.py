@@ -8,6 +8,7 @@ from typing import Any
 
 from worker.intake import has_pan
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 REMOVE = object()  # an override value that deletes the key: make_valid_decline(siteId=REMOVE)
 
 
@@ -31,7 +32,7 @@ def make_valid_decline(now: datetime | None = None, **overrides: Any) -> dict[st
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     decline: dict[str, Any] = {
-        "orderId": f"inv-{uuid.uuid4().hex[:16]}",
+        "orderId": f"inv-{uuid.uuid4().hex[:16].translate(_LETTERS)}",  # no digit run: no PAN
         "declinedAt": _iso(now),
         "amount": 1999,
         "currency": "USD",

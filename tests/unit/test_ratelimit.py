@@ -1,7 +1,8 @@
 """The shared GCRA limiter: evenly spaced admissions across threads and real processes.
 
-Redis tests use the real server (FLEXMIT_TEST_REDIS_URL, default db 15) under a unique key
-per test, deleted afterwards; the server is shared, so never FLUSHDB/FLUSHALL here.
+Redis tests use the real server (FLEXMIT_TEST_REDIS_URL, default db 15), or fakeredis's TCP
+server where none answers, under a unique key per test, deleted afterwards; the server is
+shared, so never FLUSHDB/FLUSHALL here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import UNIT_REDIS_URL as REDIS_URL
 from worker.protocols import RateLimiter, RateLimitWaitTooLong
 from worker.ratelimit import FileGcraLimiter, RedisGcraLimiter, make_limiter
 from worker.settings import Settings
@@ -132,8 +132,8 @@ def test_redis_threads_share_one_pace(client: redis.Redis, key: str) -> None:
     _assert_paced(stamps)
 
 
-def test_redis_three_processes_share_one_pace(key: str) -> None:
-    _assert_paced(_run_processes("redis", f"{REDIS_URL}|{key}"))
+def test_redis_three_processes_share_one_pace(unit_redis_url: str, key: str) -> None:
+    _assert_paced(_run_processes("redis", f"{unit_redis_url}|{key}"))
 
 
 def test_redis_max_wait_refusal_takes_no_slot(client: redis.Redis, key: str) -> None:
@@ -234,9 +234,9 @@ def test_file_corrupt_state_resets(tmp_path: Path) -> None:
 # --- factory -------------------------------------------------------------------------------
 
 
-def test_make_limiter_picks_backend_and_rate(tmp_path: Path) -> None:
+def test_make_limiter_picks_backend_and_rate(unit_redis_url: str, tmp_path: Path) -> None:
     redis_limiter = make_limiter(
-        Settings(redis_url=REDIS_URL, flexfactor_rate_limit=10, rate_headroom=0.5)
+        Settings(redis_url=unit_redis_url, flexfactor_rate_limit=10, rate_headroom=0.5)
     )
     assert isinstance(redis_limiter, RedisGcraLimiter)
     assert redis_limiter.interval_s == pytest.approx(0.2)

@@ -12,7 +12,6 @@ import fakeredis
 import pytest
 import redis
 
-from tests.conftest import UNIT_REDIS_URL as REDIS_URL
 from worker.protocols import CachedToken, TokenCache
 from worker.settings import Settings
 from worker.sharedstate import (
@@ -171,8 +170,8 @@ def test_redis_nonce_cache_fakeredis() -> None:
 # --- factories -----------------------------------------------------------------------------
 
 
-def test_make_redis_and_state_dir(tmp_path: Path) -> None:
-    settings = Settings(redis_url=REDIS_URL)
+def test_make_redis_and_state_dir(unit_redis_url: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=unit_redis_url)
     client = make_redis(settings)
     assert isinstance(client, redis.Redis)
     kwargs = client.connection_pool.connection_kwargs
@@ -191,5 +190,6 @@ def test_make_redis_and_state_dir(tmp_path: Path) -> None:
 
 
 def test_make_token_cache(tmp_path: Path) -> None:
-    assert isinstance(make_token_cache(Settings(redis_url=REDIS_URL)), RedisTokenCache)
+    assert isinstance(make_token_cache(Settings(redis_url="redis://127.0.0.1:6379/0")),
+                      RedisTokenCache)  # built lazily: no connection is made here
     assert isinstance(make_token_cache(Settings(redis_url=f"file://{tmp_path}")), FileTokenCache)
