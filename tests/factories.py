@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.intake import has_pan
+from worker.pan import has_pan
 
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 REMOVE = object()  # an override value that deletes the key: make_valid_decline(siteId=REMOVE)

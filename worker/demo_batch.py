@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.intake import has_pan
+from worker.pan import has_pan
 
 # Sandbox plan -> (lowest cents, highest cents, share of good rows). The cents ranges are the
 # sandbox's table; the shares are what a merchant might see on a typical day.

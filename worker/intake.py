@@ -23,11 +23,11 @@ but they are still scanned for card numbers. Money is strict: ``amount`` and
 (FlexFactor's amount is a 32-bit int). A naive ``expiryDateUtc`` is read as UTC (its name says
 so); ``declinedAt`` must carry its zone, since "today" depends on it.
 
-The PAN guard: any run of 13 to 19 digits that passes Luhn, in any key or value at any depth, is
-refused at its path and replaced by ``[PAN REDACTED]`` in the copy kept for a rejected item.
-Digits may be split by single spaces or dashes into groups of at least 3, as card numbers are
-printed (4-4-4-4, 4-6-5, 4-3-3-3); shorter groups are dates and phone numbers
-(``inv-2026-11-25-000123`` is not a card).
+The PAN guard: any run of 13 to 19 digits that passes Luhn (``worker.pan``: digits may be split
+by single spaces or dashes into groups of at least 3, as card numbers are printed), in any key or
+value at any depth, is refused at its path and replaced by ``[PAN REDACTED]`` in the copy kept
+for a rejected item. Shorter groups are dates and phone numbers (``inv-2026-11-25-000123`` is
+not a card).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -45,12 +44,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from worker.pan import PAN_MASK, has_pan, may_hold_pan
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROOT = "$"
-PAN_PLACEHOLDER = "[PAN REDACTED]"
+PAN_PLACEHOLDER = PAN_MASK
 TRUNCATED = "[TRUNCATED]"
 PAN_MESSAGE = "looks like a raw card number; send the FlexFactor vault token in card.token instead"
 CENTS_MESSAGE = "must be an integer number of cents greater than 0"
@@ -78,51 +78,11 @@ _ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 _ALPHA2 = re.compile(r"[A-Z]{2}")
 _US_ZIP = re.compile(r"\d{5}(-?\d{4})?", re.ASCII)
-_DIGIT_CHAIN = re.compile(r"\d+(?:[ -]\d+)*")  # \d: any Unicode decimal digit, on purpose
-_SEPARATOR = re.compile(r"[ -]")
-_THIRTEEN = re.compile(r"\d(?:[ -]?\d){12}")  # cheap pre-check: 13 digits, maybe separated
 
 T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- card numbers (PAN guard)
-
-
-def luhn_ok(digits: str) -> bool:
-    """True if ``digits`` (decimal digits only, at least 2) passes the Luhn checksum."""
-    if len(digits) < 2:
-        return False
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = unicodedata.decimal(char, -1)
-        if value < 0:
-            return False
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def _chain_has_pan(groups: list[str]) -> bool:
-    """True if consecutive digit groups (each >= 3 digits once split) form a Luhn-valid PAN."""
-    for start in range(len(groups)):
-        digits = ""
-        for group in groups[start:]:
-            if digits and (len(group) < 3 or len(digits) < 3):
-                break
-            digits += group
-            if len(digits) > 19:
-                break
-            if len(digits) >= 13 and luhn_ok(digits):
-                return True
-    return False
-
-
-def has_pan(text: str) -> bool:
-    """True if ``text`` contains something that looks like a raw card number."""
-    if len(text) < 13 or not _THIRTEEN.search(text):
-        return False
-    return any(_chain_has_pan(_SEPARATOR.split(m.group())) for m in _DIGIT_CHAIN.finditer(text))
 
 
 def _number_text(value: int | float) -> str | None:
@@ -213,7 +173,7 @@ class _Scan:
 def _plain(value: object) -> bool:
     """A leaf walk() keeps as it is: null, bool, text without 13 digits, an int under 10**12."""
     if type(value) is str:
-        return len(value) < 13 or _THIRTEEN.search(value) is None
+        return not may_hold_pan(value)
     if type(value) is int:
         return -10**12 < value < 10**12
     return value is None or type(value) is bool

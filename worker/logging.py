@@ -20,19 +20,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from worker.pan import PAN_MASK, redact_text
+
 if TYPE_CHECKING:
     from worker.settings import Settings
 
-PAN_MASK = "[PAN REDACTED]"
 SECRET_MASK = "[REDACTED]"  # noqa: S105 - the mask, not a password
-
-# Digit groups separated by at most one space or dash ("4111 1111-1111 1111"); each window
-# of whole groups holding 13-19 digits is a PAN candidate, so "<pan> <cvv>" is still caught.
-# Groups of one or two digits do not join a window (card numbers are printed in groups of
-# 4, 4-6-5 or 4-6-4), so dates and ids such as "inv-2026-11-25-000012" stay readable.
-_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
-_GROUP = re.compile(r"\d+")
-_THIRTEEN = re.compile(r"\d(?:[ -]?\d){12}")  # cheap pre-check: 13 digits, maybe separated
 
 # Keys compared after lower-casing and dropping "_", "-" and spaces.
 _SECRET_KEYS = frozenset(
@@ -48,70 +41,6 @@ _HANDLER_MARK = "_flexmit_handler"
 # Libraries that install their own handlers (or stop propagation); routed to the root handler.
 _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task",
                    "celery.worker", "celery.app.trace", "kombu", "httpx", "sqlalchemy")  # fmt: skip
-
-
-def luhn_ok(digits: str) -> bool:
-    """True if the digit string passes the Luhn checksum."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _pan_spans(run: str) -> list[tuple[int, int]]:
-    """Spans (in ``run``) of windows of whole digit groups that are 13-19 Luhn-valid digits
-    (no issuer number starts with 0)."""
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
-    spans = []
-    for i, (start, _) in enumerate(groups):
-        if run[start] == "0":
-            continue
-        digits = ""
-        for g_start, g_end in groups[i:]:
-            if digits and (g_end - g_start < 3 or len(digits) < 3):
-                break
-            digits += run[g_start:g_end]
-            if len(digits) > 19:
-                break
-            if len(digits) >= 13 and luhn_ok(digits):
-                spans.append((start, g_end))
-    return spans
-
-
-def _is_fraction(match: re.Match[str]) -> bool:
-    """True for the digits after the point of a decimal number ("0.1234567890123456")."""
-    at, text = match.start(), match.string
-    return at >= 2 and text[at - 1] == "." and text[at - 2].isdigit()
-
-
-def _mask_run(match: re.Match[str]) -> str:
-    run = match.group(0)
-    spans = [] if _is_fraction(match) else _pan_spans(run)
-    if not spans:
-        return run
-    keep = [True] * len(run)
-    for start, end in spans:
-        keep[start:end] = [False] * (end - start)
-    out, i = [], 0
-    while i < len(run):
-        if keep[i]:
-            out.append(run[i])
-            i += 1
-            continue
-        out.append(PAN_MASK)
-        while i < len(run) and not keep[i]:
-            i += 1
-    return "".join(out)
-
-
-def redact_text(text: str) -> str:
-    """``text`` with every Luhn-valid 13-19 digit card number replaced by ``[PAN REDACTED]``."""
-    if len(text) < 13 or not _THIRTEEN.search(text):
-        return text
-    return _DIGIT_RUN.sub(_mask_run, text)
 
 
 @functools.lru_cache(maxsize=4096)  # field names repeat on every line: checked once each

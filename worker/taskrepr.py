@@ -16,7 +16,7 @@ from typing import Any
 
 from celery.worker.request import Request
 
-from worker.logging import redact_text
+from worker.pan import redact_text
 
 INTAKE_TASK = "flexmit.intake.declines"
 SHOWN_ORDER_IDS = 5

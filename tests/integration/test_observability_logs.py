@@ -21,7 +21,7 @@ from tests.factories import make_valid_decline
 from tests.observability_helpers import free_port
 from tests.pipeline import ROOT, Stack, running_stack, wait_until
 from worker.db.models import WebhookEvent
-from worker.logging import redact_text
+from worker.pan import redact_text
 from worker.sandbox.config import DEFAULT_WEBHOOK_KEY_B64, FaultRule, SandboxConfig
 
 pytestmark = pytest.mark.pipeline

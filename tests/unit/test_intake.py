@@ -21,11 +21,11 @@ from worker.intake import (
     Decline,
     Rejected,
     find_pans,
-    luhn_ok,
     parse_declines_body,
     redact_pans,
     validate_decline,
 )
+from worker.pan import luhn_ok
 from worker.settings import Settings
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 in New York

@@ -11,7 +11,6 @@ import pytest
 import structlog
 
 from worker.logging import (
-    PAN_MASK,
     SECRET_MASK,
     bind_context,
     clear_context,
@@ -19,9 +18,8 @@ from worker.logging import (
     get_logger,
     is_secret_key,
     log_context,
-    luhn_ok,
-    redact_text,
 )
+from worker.pan import PAN_MASK, luhn_ok, redact_text
 from worker.protocols import CachedToken
 from worker.settings import Settings
 
