@@ -12,6 +12,7 @@ lease runs out, and the sweep sends them again with the same ``orderId``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+_clock = time.monotonic  # a module attribute, so tests can drive time
 
 
 @dataclass
@@ -94,7 +96,8 @@ def evaluate_orders(rt: Runtime, order_pks: Sequence[int], *, owner: str) -> dic
             log.info("evaluate.not_claimed", order_pks=list(order_pks))
             return {}
         commit_relaxed(session)
-    calls = _call_all(rt, rows)
+    # Stop calling at half the lease: the orders left are still ours, not yet another task's.
+    calls = _call_all(rt, rows, deadline=_clock() + settings.claim_lease_s / 2)
     return _record(rt, calls, owner)
 
 
@@ -103,18 +106,21 @@ def evaluate_order(rt: Runtime, order_pk: int, *, owner: str) -> str | None:
     return evaluate_orders(rt, [order_pk], owner=owner).get(order_pk)
 
 
-def _call_all(rt: Runtime, rows: list[Row[Any]]) -> list[Call]:
+def _call_all(rt: Runtime, rows: list[Row[Any]], *, deadline: float) -> list[Call]:
     """One POST per claimed order, in turn. When the shared limit has no slot within the wait
-    allowed, or a call fails before anything was sent (e.g. the limiter's Redis is down), the
-    rest of the batch is not attempted: recorded as not sent, due again on the unsent ladder."""
+    allowed, a call fails before anything was sent (e.g. the limiter's Redis is down), or the
+    batch has used half its claim lease (a slow limit), the rest of the batch is not attempted:
+    recorded as not sent, released and due again on the unsent ladder."""
     calls: list[Call] = []
     stopped: str | None = None
     for row in rows:
         pk, order_id, decline, expiry_at, mode = tuple(row)
         call = Call(int(pk), order_id)
         calls.append(call)
+        if stopped is None and _clock() > deadline:
+            stopped = "half the claim lease used"
         if stopped is not None:
-            call.error = NotSent(f"not attempted: {stopped} earlier in the batch")
+            call.error = NotSent(f"not attempted: {stopped}")
             continue
         payload = evaluate_payload(decline, expiry_at=as_utc(expiry_at), settings=rt.settings,
                                    mode=mode)
@@ -127,7 +133,7 @@ def _call_all(rt: Runtime, rows: list[Row[Any]]) -> list[Call]:
         finally:
             structlog.contextvars.unbind_contextvars("order_id", "trace_id")
         if call.error is not None and not isinstance(call.error, FlexFactorError):
-            stopped = type(call.error).__name__
+            stopped = f"{type(call.error).__name__} earlier in the batch"
     return calls
 
 

@@ -179,3 +179,25 @@ def _utc(value: Any) -> Any:
     from worker.orders import as_utc
 
     return as_utc(value)
+
+
+def test_a_batch_stops_calling_at_half_its_claim_lease(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(worker.evaluate, "_clock", lambda: clock[0])
+
+    class SlowSlots(SlotsThenNone):
+        def acquire(self, max_wait_s: float = 30.0) -> float:
+            clock[0] += 25.0  # a slow shared limit: 25 s per slot; the lease is 120 s
+            return super().acquire(max_wait_s)
+
+    rt.__dict__["limiter"] = SlowSlots(100)
+    pks = submit(rt, 5, "lease")
+    evaluate_orders(rt, pks, owner="task-5")
+    found = orders(rt, pks)
+    # Calls start at 0, 25 and 50 s; the fourth would start at 75 s, past half the lease.
+    assert [o.order_id in evaluate_calls(rt) for o in found] == [True, True, True, False, False]
+    assert [o.last_error["error"] for o in found[3:] if o.last_error] == ["NotSent", "NotSent"]
+    assert_due_again(found[3:], State.QUEUED)
