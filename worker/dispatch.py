@@ -124,8 +124,9 @@ def mark_dispatched(session: Session, order_pks: list[int], now: datetime) -> li
     seen: list[tuple[int, datetime | None]] = []
     for start in range(0, len(order_pks), SWEEP_BATCH):
         chunk = order_pks[start:start + SWEEP_BATCH]
-        found = dict(session.execute(select(Order.id, Order.dispatched_at)
-                                     .where(Order.id.in_(chunk))).tuples().all())
+        found: dict[int, datetime | None] = {
+            pk: at for pk, at in session.execute(select(Order.id, Order.dispatched_at)
+                                                 .where(Order.id.in_(chunk)))}
         seen.extend((pk, found[pk]) for pk in chunk if pk in found)
     return stamp_dispatched(session, seen, now)
 
