@@ -17,8 +17,9 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -26,6 +27,9 @@ from sqlalchemy.engine import make_url
 
 from worker.db.migrate import upgrade
 from worker.db.session import normalize_url
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 TEST_DB = os.environ.get("FLEXMIT_TEST_DATABASE_URL", "")
 TEST_REDIS = os.environ.get("FLEXMIT_TEST_REDIS_URL", "")
@@ -63,6 +67,23 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         url = f"sqlite:///{tmp_path / 'flexmit.db'}"
         upgrade(url)
         yield url
+
+
+@contextmanager
+def embedded_runtime(database_url: str, tmp_path: Path, **settings: Any) -> Iterator[Runtime]:
+    """A runtime on ``database_url`` with the embedded shared state and file broker under
+    ``tmp_path`` (messages sent are files to read back); ``settings`` by their env names."""
+    from worker.runtime import Runtime
+    from worker.settings import Settings
+
+    (tmp_path / "state").mkdir()
+    rt = Runtime(Settings(_env_file=None, FLEXMIT_DATABASE_URL=database_url,  # type: ignore[call-arg]
+                          FLEXMIT_REDIS_URL=f"file://{tmp_path / 'state'}",
+                          FLEXMIT_BROKER_URL=f"filesystem://{tmp_path / 'broker'}", **settings))
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import embedded_runtime
 from tests.factories import make_valid_decline
 from worker.db.models import Attempt, Order
 from worker.dispatch import send_evaluate
@@ -23,7 +24,6 @@ from worker.protocols import RateLimitWaitTooLong
 from worker.runtime import Runtime
 from worker.sandbox import SandboxConfig, running_sandbox
 from worker.sandbox.config import DEFAULT_MID
-from worker.settings import Settings
 
 EVALUATED = {State.PENDING, State.APPROVED, State.DECLINED}
 
@@ -36,16 +36,11 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture
 def rt(database_url: str, tmp_path: Path, base_url: str) -> Iterator[Runtime]:
-    (tmp_path / "state").mkdir()
-    settings = Settings(_env_file=None, FLEXMIT_DATABASE_URL=database_url,  # type: ignore[call-arg]
-                        FLEXMIT_REDIS_URL=f"file://{tmp_path / 'state'}",
-                        FLEXMIT_BROKER_URL=f"filesystem://{tmp_path / 'broker'}",
-                        FLEXFACTOR_BASE_URL=base_url, FLEXFACTOR_APP_KEY="sandbox-key",
-                        FLEXFACTOR_APP_SECRET="sandbox-secret", FLEXFACTOR_MID=DEFAULT_MID,
-                        FLEXFACTOR_RATE_LIMIT=1000, FLEXMIT_EVALUATE_BATCH=4)
-    runtime = Runtime(settings)
-    yield runtime
-    runtime.close()
+    with embedded_runtime(database_url, tmp_path, FLEXFACTOR_BASE_URL=base_url,
+                          FLEXFACTOR_APP_KEY="sandbox-key", FLEXFACTOR_APP_SECRET="sandbox-secret",
+                          FLEXFACTOR_MID=DEFAULT_MID, FLEXFACTOR_RATE_LIMIT=1000,
+                          FLEXMIT_EVALUATE_BATCH=4) as runtime:
+        yield runtime
 
 
 def evaluate_calls(rt: Runtime) -> dict[str, int]:

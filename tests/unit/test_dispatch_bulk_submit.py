@@ -13,23 +13,17 @@ import pytest
 from rich.console import Console
 from sqlalchemy import func, select
 
+from tests.conftest import embedded_runtime
 from tests.factories import make_valid_decline
 from worker import submit
 from worker.db.models import Order, OrderEvent, RejectedDecline, Suppression
 from worker.runtime import Runtime
-from worker.settings import Settings
 
 
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    (tmp_path / "state").mkdir()
-    settings = Settings(_env_file=None, FLEXMIT_DATABASE_URL=database_url,  # type: ignore[call-arg]
-                        FLEXMIT_REDIS_URL=f"file://{tmp_path / 'state'}",
-                        FLEXMIT_BROKER_URL=f"filesystem://{tmp_path / 'broker'}",
-                        FLEXFACTOR_RATE_LIMIT=1)
-    rt = Runtime(settings)
-    yield rt
-    rt.close()
+    with embedded_runtime(database_url, tmp_path, FLEXFACTOR_RATE_LIMIT=1) as rt:
+        yield rt
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from tests.conftest import embedded_runtime
 from tests.factories import make_valid_decline
 from worker.db.models import Order
 from worker.dispatch import (
@@ -32,14 +33,9 @@ from worker.settings import Settings
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """Rate limit 1/s: the window is its minimum, 100 messages."""
-    (tmp_path / "state").mkdir()
-    settings = Settings(_env_file=None, FLEXMIT_DATABASE_URL=database_url,  # type: ignore[call-arg]
-                        FLEXMIT_REDIS_URL=f"file://{tmp_path / 'state'}",
-                        FLEXMIT_BROKER_URL=f"filesystem://{tmp_path / 'broker'}",
-                        FLEXFACTOR_RATE_LIMIT=1, FLEXMIT_REDISPATCH_AFTER_S=60)
-    rt = Runtime(settings)
-    yield rt
-    rt.close()
+    with embedded_runtime(database_url, tmp_path, FLEXFACTOR_RATE_LIMIT=1,
+                          FLEXMIT_REDISPATCH_AFTER_S=60) as rt:
+        yield rt
 
 
 def sent_pks(rt: Runtime) -> list[int]:

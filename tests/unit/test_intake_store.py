@@ -14,14 +14,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.conftest import TEST_TOKEN
+from tests.conftest import TEST_TOKEN, embedded_runtime
 from tests.factories import make_valid_decline
 from worker import intake_store
 from worker.db.models import Order, OrderEvent, RejectedDecline, Suppression
 from worker.intake import PAN_PLACEHOLDER
 from worker.intake_store import ItemResult, accept_body, accept_declines, store_batch
 from worker.runtime import Runtime
-from worker.settings import Settings
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 VISA = "4111111111111111"
@@ -29,14 +28,9 @@ VISA = "4111111111111111"
 
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    (tmp_path / "state").mkdir()
-    settings = Settings(_env_file=None, FLEXMIT_DATABASE_URL=database_url,  # type: ignore[call-arg]
-                        FLEXMIT_REDIS_URL=f"file://{tmp_path / 'state'}",
-                        FLEXMIT_BROKER_URL=f"filesystem://{tmp_path / 'broker'}",
-                        FLEXMIT_INTAKE_TOKEN=TEST_TOKEN, FLEXMIT_EXPIRY_DAYS=25)
-    rt = Runtime(settings)
-    yield rt
-    rt.close()
+    with embedded_runtime(database_url, tmp_path, FLEXMIT_INTAKE_TOKEN=TEST_TOKEN,
+                          FLEXMIT_EXPIRY_DAYS=25) as rt:
+        yield rt
 
 
 @pytest.fixture
