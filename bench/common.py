@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from bench.results import ROOT, Row, machine, ratio, report, table
+from worker.sandbox.testing import wait_for
 from worker.settings import Settings
 
 __all__ = ["ROOT", "Row", "machine", "ratio", "report", "table"]
@@ -38,15 +39,8 @@ SANDBOX_KEY, SANDBOX_SECRET = "sandbox-key", "sandbox-secret"
 
 
 def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll ``check`` until truthy; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+    """Poll ``check`` until truthy; raise TimeoutError after ``timeout`` seconds."""
+    return wait_for(check, timeout=timeout, every=every, what=what)
 
 
 def midday_tz(now: datetime | None = None) -> str:
