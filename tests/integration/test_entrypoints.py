@@ -119,7 +119,7 @@ def _compose_cli() -> list[str] | None:
 def test_compose_config_validates_and_requires_secrets() -> None:
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("no Compose v2 here (.ci/compose-config installs it)")
+        pytest.skip("no Compose v2 here (`python3 dev.py test` installs it; see its output)")
     env = {k: v for k, v in os.environ.items() if k not in OPERATOR_ENV}
     argv = [*cli, "-f", str(COMPOSE_FILE), "config", "--format", "json"]
     refused = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
