@@ -13,13 +13,20 @@ from worker.settings import get_settings
 
 
 class _Flexmit(click.Group):
-    """Database trouble is an operator's message, not a traceback."""
+    """A bad setting or database trouble is an operator's message, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
         try:
             return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            # The setting's name and the rule, never its value (it may be a secret).
+            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise click.ClickException("invalid settings\n  " + "\n  ".join(lines)) from exc
         except (OperationalError, ProgrammingError) as exc:
             hint = _schema_hint()
             first = str(exc.orig).strip().splitlines()[0][:200] if str(exc.orig).strip() else ""

@@ -54,3 +54,20 @@ def test_an_unreachable_database_is_named_not_traced(monkeypatch: pytest.MonkeyP
         reset_runtime()
     assert result.exit_code == 1
     assert "the database is not usable" in result.output
+
+
+def test_a_bad_setting_is_named_with_its_rule_never_its_value(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEXMIT_EVALUATE_BATCH", "0")
+    monkeypatch.setenv("FLEXFACTOR_RATE_LIMIT", "-7.25")
+    get_settings.cache_clear()
+    reset_runtime()
+    try:
+        result = CliRunner().invoke(main, ["status"])
+    finally:
+        get_settings.cache_clear()
+        reset_runtime()
+    assert result.exit_code == 1
+    assert "invalid settings" in result.output and "Traceback" not in result.output
+    assert "FLEXMIT_EVALUATE_BATCH: Input should be greater than or equal to 1" in result.output
+    assert "FLEXFACTOR_RATE_LIMIT" in result.output and "-7.25" not in result.output
